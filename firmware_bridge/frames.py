@@ -46,6 +46,7 @@ class FrameType(enum.IntEnum):
 class Sensor(enum.IntFlag):
     """Sensor set advertised in HELLO."""
 
+    NONE = 0
     ECG = 0x0001
     PPG = 0x0002
     SPO2 = 0x0004
@@ -69,6 +70,7 @@ class WaveformChannel(enum.IntEnum):
 class StatusFlag(enum.IntFlag):
     """Technical conditions reported by the board in STATUS."""
 
+    NONE = 0
     LEAD_OFF = 0x0001
     PROBE_OFF = 0x0002
     SENSOR_FAULT = 0x0004
@@ -95,7 +97,7 @@ class HelloFrame:
     timestamp_ms: int = 0
     firmware_version: tuple[int, int, int] = (0, 0, 0)
     board_id: int = 0
-    sensors: Sensor = Sensor(0)
+    sensors: Sensor = Sensor.NONE
     ecg_rate_hz: int = 0
     ppg_rate_hz: int = 0
     resp_rate_hz: int = 0
@@ -151,7 +153,7 @@ class StatusFrame:
 
     seq: int = 0
     timestamp_ms: int = 0
-    flags: StatusFlag = StatusFlag(0)
+    flags: StatusFlag = StatusFlag.NONE
     battery_pct: int | None = None
     fault_code: int = 0
 
