@@ -71,6 +71,10 @@ _SET_RATES = struct.Struct("<HHH")
 
 MAX_WAVEFORM_SAMPLES: Final = (MAX_PAYLOAD_LEN - _WAVE_HEAD.size) // 2
 
+_KNOWN_TYPES: Final = {int(t): t for t in FrameType}
+# Bits a sender may set; the rest are reserved: sent as 0, ignored on receipt (PROTOCOL.md 4).
+_STATUS_BITS: Final = sum(int(f) for f in StatusFlag)
+_SENSOR_BITS: Final = sum(int(f) for f in Sensor)
 _SEQ_MOD: Final = 1 << 16
 _SEQ_HALF: Final = 1 << 15
 _BATTERY_UNKNOWN: Final = 0xFF
@@ -161,7 +165,7 @@ def _status_payload(frame: StatusFrame) -> bytes:
     _check_int("battery_pct", battery, 0, 100 if frame.battery_pct is not None else 0xFF)
     _check_int("flags", int(frame.flags), 0, 0xFFFF)
     _check_int("fault_code", frame.fault_code, 0, 0xFFFF)
-    return _STATUS.pack(int(frame.flags), battery, frame.fault_code)
+    return _STATUS.pack(int(frame.flags) & _STATUS_BITS, battery, frame.fault_code)
 
 
 def _hello_payload(frame: HelloFrame) -> bytes:
@@ -177,7 +181,7 @@ def _hello_payload(frame: HelloFrame) -> bytes:
         minor,
         patch,
         frame.board_id,
-        int(frame.sensors),
+        int(frame.sensors) & _SENSOR_BITS,
         frame.ecg_rate_hz,
         frame.ppg_rate_hz,
         frame.resp_rate_hz,
@@ -187,6 +191,7 @@ def _hello_payload(frame: HelloFrame) -> bytes:
 
 def _ack_payload(frame: AckFrame) -> bytes:
     _check_int("acked_seq", frame.acked_seq, 0, 0xFFFF)
+    _check_int("acked_type", int(frame.acked_type), 0, 0xFF)
     _check_int("nonce", frame.nonce, 0, 0xFFFFFFFF)
     return _ACK.pack(frame.acked_seq, int(frame.acked_type), int(frame.result), frame.nonce)
 
@@ -275,7 +280,7 @@ def _parse(ftype: int, seq: int, ts: int, payload: bytes) -> Frame:  # noqa: PLR
         return StatusFrame(
             seq=seq,
             timestamp_ms=ts,
-            flags=StatusFlag(flags),
+            flags=StatusFlag(flags & _STATUS_BITS),
             battery_pct=None if battery == _BATTERY_UNKNOWN else min(battery, 100),
             fault_code=fault,
         )
@@ -287,7 +292,7 @@ def _parse(ftype: int, seq: int, ts: int, payload: bytes) -> Frame:  # noqa: PLR
             timestamp_ms=ts,
             firmware_version=(major, minor, patch),
             board_id=board,
-            sensors=Sensor(sensors),
+            sensors=Sensor(sensors & _SENSOR_BITS),
             ecg_rate_hz=ecg,
             ppg_rate_hz=ppg,
             resp_rate_hz=resp,
@@ -297,16 +302,17 @@ def _parse(ftype: int, seq: int, ts: int, payload: bytes) -> Frame:  # noqa: PLR
         _expect_len(kind, payload, _ACK.size)
         acked_seq, acked_type, result, nonce = _ACK.unpack(payload)
         try:
-            return AckFrame(
-                seq=seq,
-                timestamp_ms=ts,
-                acked_seq=acked_seq,
-                acked_type=FrameType(acked_type),
-                result=AckResult(result),
-                nonce=nonce,
-            )
-        except ValueError as exc:
-            raise DecodeError("malformed", f"ACK with bad field: {exc}") from None
+            ack_result = AckResult(result)
+        except ValueError:
+            raise DecodeError("malformed", f"ACK with unknown result {result}") from None
+        return AckFrame(
+            seq=seq,
+            timestamp_ms=ts,
+            acked_seq=acked_seq,
+            acked_type=_KNOWN_TYPES.get(acked_type, acked_type),
+            result=ack_result,
+            nonce=nonce,
+        )
     if kind is FrameType.PING:
         _expect_len(kind, payload, _PING.size)
         (nonce,) = _PING.unpack(payload)

@@ -91,7 +91,7 @@ class AckResult(enum.IntEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HelloFrame:
-    """Sent by the board at boot (seq 0) and on PING-less reconnect: who it is, what it samples."""
+    """Sent by the board at boot (seq 0): who it is, what it samples, at which rates."""
 
     seq: int = 0
     timestamp_ms: int = 0
@@ -162,12 +162,16 @@ class StatusFrame:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AckFrame:
-    """Board's answer to a command: which command (its seq and type) and the result."""
+    """Board's answer to a command: which command (its seq and type) and the result.
+
+    ``acked_type`` is a plain int when the board answers a command type this side does not
+    know (typically with result UNSUPPORTED), so that answer still arrives.
+    """
 
     seq: int = 0
     timestamp_ms: int = 0
     acked_seq: int = 0
-    acked_type: FrameType = FrameType.PING
+    acked_type: FrameType | int = FrameType.PING
     result: AckResult = AckResult.OK
     nonce: int = 0
 

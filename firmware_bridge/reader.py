@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import serial
 
-from firmware_bridge.codec import Decoder, DecoderStats, encode
+from firmware_bridge.codec import SYNC, Decoder, DecoderStats, encode
 from firmware_bridge.frames import Frame
 
 __all__ = ["SerialReader"]
@@ -111,7 +111,9 @@ class SerialReader:
             )
             self._tx_seq = (self._tx_seq + 1) & 0xFFFF
             try:
-                port.write(encode(stamped))
+                # A leading delimiter closes whatever partial input the board holds (it may
+                # just have booted, unsynced), so the command is not lost to a retry.
+                port.write(SYNC + encode(stamped))
             except (serial.SerialException, OSError) as exc:
                 _log.warning("write to %s failed: %s", self.port, exc)
                 return False

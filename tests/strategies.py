@@ -64,7 +64,7 @@ status = st.builds(
     StatusFrame,
     seq=u16,
     timestamp_ms=u32,
-    flags=u16.map(StatusFlag),
+    flags=st.integers(0, sum(StatusFlag)).map(StatusFlag),
     battery_pct=st.one_of(st.none(), st.integers(0, 100)),
     fault_code=u16,
 )
@@ -74,7 +74,7 @@ hello = st.builds(
     timestamp_ms=u32,
     firmware_version=st.tuples(u8, u8, u8),
     board_id=u32,
-    sensors=u16.map(Sensor),
+    sensors=st.integers(0, sum(Sensor)).map(Sensor),
     ecg_rate_hz=u16,
     ppg_rate_hz=u16,
     resp_rate_hz=u16,
@@ -85,7 +85,7 @@ ack = st.builds(
     seq=u16,
     timestamp_ms=u32,
     acked_seq=u16,
-    acked_type=st.sampled_from(FrameType),
+    acked_type=st.one_of(st.sampled_from(FrameType), u8),
     result=st.sampled_from(AckResult),
     nonce=u32,
 )

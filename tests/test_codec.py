@@ -21,6 +21,8 @@ from firmware_bridge.codec import (
     encode,
 )
 from firmware_bridge.frames import (
+    AckFrame,
+    AckResult,
     Frame,
     HelloFrame,
     StatusFlag,
@@ -247,3 +249,20 @@ def test_rounding_is_half_away_from_zero() -> None:
     # 722.5 and -12.5 are exact in binary, so this tests the rule, not float noise.
     frames, _ = _decode_all(encode(VitalsFrame(hr_bpm=72.25, temp_c=-0.125)))
     assert frames[0] == VitalsFrame(hr_bpm=72.3, temp_c=-0.13)
+
+
+def test_reserved_bits_are_cleared_on_send_and_ignored_on_receipt() -> None:
+    sent = StatusFrame(flags=StatusFlag(0x8000 | StatusFlag.LEAD_OFF))
+    frames, _ = _decode_all(encode(sent))
+    assert frames[0].flags == StatusFlag.LEAD_OFF  # type: ignore[union-attr]
+    body = bytes([1, 4, 0, 0, 0, 0, 0, 0]) + struct.pack("<HBxH", 0xFF01, 50, 0)
+    frames, dec = _decode_all(cobs.encode(body + struct.pack("<H", crc16(body))) + SYNC)
+    assert frames == [StatusFrame(flags=StatusFlag.LEAD_OFF, battery_pct=50)]
+    assert dec.stats.errors == 0
+
+
+def test_ack_of_an_unknown_command_type_still_arrives() -> None:
+    ack = AckFrame(acked_seq=9, acked_type=0x1F, result=AckResult.UNSUPPORTED)
+    frames, dec = _decode_all(encode(ack))
+    assert frames == [ack]
+    assert dec.stats.errors == 0

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cobs import cobs
 
 from firmware_bridge.codec import SYNC, Decoder, encode
 from firmware_bridge.frames import AckFrame, Frame, PingFrame, VitalsFrame
@@ -152,14 +153,16 @@ def test_malformed_frames_are_counted_logged_and_skipped(
     expected = []
     for i in range(20):
         good = VitalsFrame(seq=i, hr_bpm=60.0 + i)
-        bad = bytearray(encode(VitalsFrame(seq=i, hr_bpm=1.0)))
-        bad[4] ^= 0xFF
-        board.send(prefix=bytes(bad))
+        body = bytearray(cobs.decode(encode(VitalsFrame(seq=i, hr_bpm=1.0))[:-1]))
+        body[10] ^= 0x55  # inside the payload: a CRC error, never a stray delimiter
+        board.send(prefix=cobs.encode(bytes(body)) + SYNC)
         board.send(good)
         expected.append(good)
     assert sink.take(20) == expected
-    assert reader.stats.crc_errors + reader.stats.malformed == 20
-    warnings = [r for r in caplog.records if "bad frames" in r.getMessage()]
+    assert reader.stats.crc_errors == 20
+    assert reader.stats.errors == 20
+    mine = [r.getMessage() for r in caplog.records if str(board.link) in r.getMessage()]
+    warnings = [m for m in mine if "bad frames" in m]
     assert 1 <= len(warnings) <= 2  # rate-limited: not one line per bad frame
     board.unplug()
 
