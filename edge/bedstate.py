@@ -1,0 +1,217 @@
+"""Per-bed state: what the latest frames said, and preallocated ring buffers of recent history.
+
+Sans-I/O: `BedState.apply(frame, now)` takes a decoded frame and the edge's monotonic time in
+seconds; nothing here reads a port or a clock. Buffers are allocated once (vitals at start-up,
+a waveform channel when its first frame tells the sample rate) so that steady-state operation
+on a Raspberry Pi does not allocate per frame. Detectors read this state; they never change it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from firmware_bridge.frames import (
+    Frame,
+    HelloFrame,
+    StatusFlag,
+    StatusFrame,
+    VitalsFrame,
+    WaveformChannel,
+    WaveformFrame,
+)
+
+__all__ = ["VITAL_FIELDS", "BedState", "VitalsRing", "VitalsSample", "WaveformRing"]
+
+_log = logging.getLogger(__name__)
+
+VITAL_FIELDS: Final[tuple[str, ...]] = (
+    "hr_bpm",
+    "spo2_pct",
+    "rr_per_min",
+    "sbp_mmhg",
+    "dbp_mmhg",
+    "map_mmhg",
+    "temp_c",
+)
+"""Vital signs in VitalsFrame order; also the JSON keys of published values (units in names)."""
+
+_SAMPLE_COUNTER_MOD: Final = 1 << 32
+_SAMPLE_COUNTER_HALF: Final = 1 << 31
+
+
+class VitalsSample:
+    """One vitals reading as received: edge time (monotonic s) and values, None = not valid."""
+
+    __slots__ = ("time_s", "values")
+
+    def __init__(self, time_s: float, values: dict[str, float | None]) -> None:
+        self.time_s = time_s
+        self.values = values
+
+    def get(self, name: str) -> float | None:
+        """Value of one vital in its unit (see VITAL_FIELDS), None when not valid."""
+        return self.values.get(name)
+
+
+class VitalsRing:
+    """Fixed-size vitals history: column 0 is edge time (s), then VITAL_FIELDS; NaN = invalid."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be >= 1")
+        self.capacity = capacity
+        self._data: npt.NDArray[np.float64] = np.full(
+            (capacity, 1 + len(VITAL_FIELDS)), np.nan, dtype=np.float64
+        )
+        self._next = 0
+        self.count = 0
+
+    def append(self, time_s: float, frame: VitalsFrame) -> None:
+        """Store one reading, overwriting the oldest when full."""
+        row = self._data[self._next]
+        row[0] = time_s
+        for i, name in enumerate(VITAL_FIELDS, start=1):
+            value = getattr(frame, name)
+            row[i] = np.nan if value is None else value
+        self._next = (self._next + 1) % self.capacity
+        self.count = min(self.count + 1, self.capacity)
+
+    def latest(self) -> VitalsSample | None:
+        """The most recent reading, or None before the first one."""
+        if self.count == 0:
+            return None
+        row = self._data[(self._next - 1) % self.capacity]
+        values: dict[str, float | None] = {}
+        for i, name in enumerate(VITAL_FIELDS, start=1):
+            value = float(row[i])
+            values[name] = None if math.isnan(value) else value
+        return VitalsSample(float(row[0]), values)
+
+    def window(self, n: int | None = None) -> npt.NDArray[np.float64]:
+        """Copy of the last ``n`` readings (all stored when None), oldest first, shape (n, 8)."""
+        n = self.count if n is None else max(0, min(n, self.count))
+        idx = (np.arange(self._next - n, self._next)) % self.capacity
+        return self._data[idx].copy()
+
+
+class WaveformRing:
+    """Fixed-size history of one waveform channel in physical units (float32, NaN = lost).
+
+    Gaps in the board's per-channel sample counter (``first_sample``) are filled with NaN so
+    that positions in the buffer stay proportional to time; a backwards jump (board reset)
+    simply restarts the counter tracking.
+    """
+
+    def __init__(self, channel: WaveformChannel, rate_hz: int, seconds: int) -> None:
+        if rate_hz <= 0 or seconds <= 0:
+            raise ValueError("rate_hz and seconds must be > 0")
+        self.channel = channel
+        self.rate_hz = rate_hz
+        self.capacity = rate_hz * seconds
+        self._data: npt.NDArray[np.float32] = np.full(self.capacity, np.nan, dtype=np.float32)
+        self._next = 0
+        self.count = 0
+        self._expected: int | None = None
+        self.samples_missed = 0
+        self.resets = 0
+
+    def append(self, frame: WaveformFrame) -> None:
+        """Store a chunk of samples, converted with its gain and baseline."""
+        if self._expected is not None and frame.first_sample != self._expected:
+            ahead = (frame.first_sample - self._expected) % _SAMPLE_COUNTER_MOD
+            if ahead < _SAMPLE_COUNTER_HALF:
+                self.samples_missed += ahead
+                self._write(np.full(min(ahead, self.capacity), np.nan, dtype=np.float32))
+            else:
+                self.resets += 1
+        raw = np.asarray(frame.samples, dtype=np.float32)
+        self._write((raw - np.float32(frame.baseline)) / np.float32(frame.gain))
+        self._expected = (frame.first_sample + len(frame.samples)) % _SAMPLE_COUNTER_MOD
+
+    def _write(self, values: npt.NDArray[np.float32]) -> None:
+        n = len(values)
+        if n >= self.capacity:
+            self._data[:] = values[-self.capacity :]
+            self._next = 0
+            self.count = self.capacity
+            return
+        end = self._next + n
+        if end <= self.capacity:
+            self._data[self._next : end] = values
+        else:
+            split = self.capacity - self._next
+            self._data[self._next :] = values[:split]
+            self._data[: n - split] = values[split:]
+        self._next = end % self.capacity
+        self.count = min(self.count + n, self.capacity)
+
+    def latest(self, n: int | None = None) -> npt.NDArray[np.float32]:
+        """Copy of the last ``n`` samples (all stored when None), oldest first."""
+        n = self.count if n is None else max(0, min(n, self.count))
+        idx = (np.arange(self._next - n, self._next)) % self.capacity
+        return self._data[idx].copy()
+
+
+class BedState:
+    """Everything the edge knows about one bed, updated frame by frame.
+
+    ``created_s``, ``last_frame_s`` and ``last_vitals_s`` are edge monotonic seconds; detectors
+    compare them with ``now`` to decide whether data is fresh.
+    """
+
+    def __init__(
+        self, bed_id: str, *, now: float, vitals_history_s: int, waveform_history_s: int
+    ) -> None:
+        self.bed_id = bed_id
+        self.created_s = now
+        self.vitals = VitalsRing(vitals_history_s)
+        self.waveform_history_s = waveform_history_s
+        self.waveforms: dict[WaveformChannel, WaveformRing] = {}
+        self.hello: HelloFrame | None = None
+        self.status: StatusFrame | None = None
+        self.last_frame_s: float | None = None
+        self.last_vitals_s: float | None = None
+        self.link_up = False
+        self.frames = 0
+
+    @property
+    def status_flags(self) -> StatusFlag:
+        """Flags of the latest STATUS frame (none before the first)."""
+        return self.status.flags if self.status is not None else StatusFlag(0)
+
+    def apply(self, frame: Frame, now: float) -> None:
+        """Update the state with one decoded frame received at edge time ``now`` (s)."""
+        self.frames += 1
+        self.last_frame_s = now
+        if isinstance(frame, VitalsFrame):
+            self.vitals.append(now, frame)
+            self.last_vitals_s = now
+        elif isinstance(frame, WaveformFrame):
+            ring = self.waveforms.get(frame.channel)
+            if ring is None or ring.rate_hz != frame.rate_hz:
+                if ring is not None:
+                    _log.info(
+                        "bed %s: %s rate changed %d -> %d Hz; buffer reallocated",
+                        self.bed_id, frame.channel.name, ring.rate_hz, frame.rate_hz,
+                    )
+                ring = WaveformRing(frame.channel, frame.rate_hz, self.waveform_history_s)
+                self.waveforms[frame.channel] = ring
+            ring.append(frame)
+        elif isinstance(frame, StatusFrame):
+            self.status = frame
+        elif isinstance(frame, HelloFrame):
+            if self.hello is not None:
+                _log.info("bed %s: board sent HELLO again (restart?)", self.bed_id)
+            self.hello = frame
+
+    def fresh_vitals(self, now: float, max_age_s: float) -> VitalsSample | None:
+        """The latest vitals if received within ``max_age_s`` seconds of ``now``, else None."""
+        sample = self.vitals.latest()
+        if sample is None or now - sample.time_s > max_age_s:
+            return None
+        return sample

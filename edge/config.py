@@ -1,0 +1,689 @@
+"""Edge configuration: one TOML file, parsed into frozen dataclasses, validated up front.
+
+Rules (the reason this module exists, see frigate#4241 in /work/shared/style.md):
+
+- Every error names the key as a dotted path (``limits.spo2_low_pct.high``, ``beds[1].serial``),
+  the bad value and what is allowed. All errors of a file are collected and reported together.
+- Unknown keys are errors, with a "did you mean" suggestion when one is close.
+- Every key has a default except ``[[beds]]``; the packaged ``edge/default.toml`` documents them
+  all and is tested to agree with the defaults below.
+- Command-line overrides (``--serial``, ``--broker``, ``--device-id``) are applied to the raw
+  TOML table before validation, so an override is checked exactly like the file.
+
+Clinical limits: a low limit alarms when a valid value is strictly below the threshold, a high
+limit when strictly above. Each limit holds one threshold per priority; a more urgent priority
+must be a more extreme threshold. The defaults are adult values chosen to match common bedside
+monitor factory defaults for the medium tier and the NEWS2 (Royal College of Physicians, 2017)
+"score 3" bands for the high tier where one exists. They are starting points for a clinical
+team to review, not validated clinical settings.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import itertools
+import logging
+import math
+import re
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from edge.events import Priority
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "DEFAULT_TECHNICAL",
+    "LIMIT_SPECS",
+    "TECHNICAL_KINDS",
+    "AlarmConfig",
+    "BedConfig",
+    "BufferConfig",
+    "ConfigError",
+    "DeviceConfig",
+    "EdgeConfig",
+    "LimitRule",
+    "LimitSpec",
+    "LimitsConfig",
+    "MqttConfig",
+    "TechnicalConfig",
+    "apply_overrides",
+    "default_config_path",
+    "default_config_text",
+    "load_config",
+    "parse_config",
+]
+
+_log = logging.getLogger(__name__)
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; ``errors`` lists one message per problem, each naming a key."""
+
+    def __init__(self, errors: Sequence[str]) -> None:
+        self.errors: tuple[str, ...] = tuple(errors)
+        super().__init__("\n".join(self.errors))
+
+
+# --------------------------------------------------------------------------------------------
+# Clinical limits
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSpec:
+    """What a limit watches: which vital (attribute of VitalsFrame, JSON key), which direction.
+
+    ``plausible`` bounds the thresholds a configuration may set (a typo like SpO2 limit 900 is
+    refused); ``label`` and ``unit`` are for human-readable alert messages.
+    """
+
+    kind: str
+    vital: str
+    direction: Literal["low", "high"]
+    label: str
+    unit: str
+    plausible: tuple[float, float]
+
+    @property
+    def key(self) -> str:
+        """Configuration key under ``[limits]``: the kind plus the vital's unit suffix."""
+        return f"{self.kind}_{self.vital.split('_', 1)[1]}"
+
+
+# Plausible threshold ranges (what a human could sensibly configure, not physiological ranges).
+_SPO2_RANGE: Final = (50.0, 100.0)
+_HR_RANGE: Final = (20.0, 300.0)
+_RR_RANGE: Final = (1.0, 80.0)
+_BP_RANGE: Final = (20.0, 300.0)
+_TEMP_RANGE: Final = (25.0, 45.0)
+
+LIMIT_SPECS: Final[tuple[LimitSpec, ...]] = (
+    LimitSpec("spo2_low", "spo2_pct", "low", "SpO2", "%", _SPO2_RANGE),
+    LimitSpec("hr_high", "hr_bpm", "high", "HR", "bpm", _HR_RANGE),
+    LimitSpec("hr_low", "hr_bpm", "low", "HR", "bpm", _HR_RANGE),
+    LimitSpec("rr_high", "rr_per_min", "high", "RR", "/min", _RR_RANGE),
+    LimitSpec("rr_low", "rr_per_min", "low", "RR", "/min", _RR_RANGE),
+    LimitSpec("sbp_high", "sbp_mmhg", "high", "SBP", "mmHg", _BP_RANGE),
+    LimitSpec("sbp_low", "sbp_mmhg", "low", "SBP", "mmHg", _BP_RANGE),
+    LimitSpec("map_low", "map_mmhg", "low", "MAP", "mmHg", _BP_RANGE),
+    LimitSpec("temp_high", "temp_c", "high", "Temp", "degC", _TEMP_RANGE),
+    LimitSpec("temp_low", "temp_c", "low", "Temp", "degC", _TEMP_RANGE),
+)
+_SPECS_BY_KEY: Final = {spec.key: spec for spec in LIMIT_SPECS}
+
+_LOW, _MED, _HIGH = Priority.LOW, Priority.MEDIUM, Priority.HIGH
+DEFAULT_LIMITS: Final[Mapping[str, Mapping[Priority, float]]] = {
+    # SpO2 < 90 % is the usual adult monitor default low limit; < 85 % a severe desaturation.
+    "spo2_low_pct": {_MED: 90.0, _HIGH: 85.0},
+    # HR 50-120 bpm is the common factory default window; > 150 / < 40 bpm (NEWS2 score 3 at
+    # <= 40 and >= 131) are treated as high priority.
+    "hr_high_bpm": {_MED: 120.0, _HIGH: 150.0},
+    "hr_low_bpm": {_MED: 50.0, _HIGH: 40.0},
+    # RR: NEWS2 scores 2 at 21-24 and 3 at >= 25 or <= 8 /min; alarms above 24 and 30 /min,
+    # below 8 and 6 /min.
+    "rr_high_per_min": {_MED: 24.0, _HIGH: 30.0},
+    "rr_low_per_min": {_MED: 8.0, _HIGH: 6.0},
+    # SBP: NEWS2 scores 3 at <= 90 mmHg; hypertensive crisis from 180 mmHg.
+    "sbp_high_mmhg": {_MED: 160.0, _HIGH: 180.0},
+    "sbp_low_mmhg": {_MED: 90.0, _HIGH: 80.0},
+    # MAP: 65 mmHg is the Surviving Sepsis Campaign target; below 55 mmHg high priority.
+    "map_low_mmhg": {_MED: 65.0, _HIGH: 55.0},
+    # Temperature: NEWS2 bands (38.1-39.0 score 1, >= 39.1 score 2, <= 35.0 score 3).
+    "temp_high_c": {_LOW: 38.0, _MED: 39.0},
+    "temp_low_c": {_LOW: 36.0, _MED: 35.0},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LimitRule:
+    """One configured limit: its spec and thresholds, most urgent priority first."""
+
+    spec: LimitSpec
+    thresholds: tuple[tuple[Priority, float], ...]
+
+    def crossed(self, value: float) -> tuple[Priority, float] | None:
+        """The most urgent (priority, threshold) that ``value`` crosses, or None."""
+        for priority, threshold in self.thresholds:
+            if self.spec.direction == "low" and value < threshold:
+                return priority, threshold
+            if self.spec.direction == "high" and value > threshold:
+                return priority, threshold
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """All fixed clinical limits; a limit with no thresholds is disabled and not listed."""
+
+    rules: tuple[LimitRule, ...]
+
+    def rule(self, key: str) -> LimitRule | None:
+        """The rule configured under ``limits.<key>``, if enabled."""
+        return next((r for r in self.rules if r.spec.key == key), None)
+
+
+# --------------------------------------------------------------------------------------------
+# Technical conditions
+
+TECHNICAL_KINDS: Final[Mapping[str, str]] = {
+    "lead_off": "ECG lead off (STATUS flag 0x01)",
+    "probe_off": "SpO2 probe off (STATUS flag 0x02)",
+    "sensor_fault": "board sensor fault (STATUS flag 0x04, with fault code)",
+    "nibp_fault": "NIBP fault (STATUS flag 0x20)",
+    "temp_probe_off": "temperature probe off (STATUS flag 0x40)",
+    "battery_low": "board battery low (STATUS flag 0x08)",
+    "link_lost": "no frame from the board for alarms.link_timeout_s",
+}
+DEFAULT_TECHNICAL: Final[Mapping[str, Priority | None]] = {
+    "lead_off": _MED,
+    "probe_off": _MED,
+    # A faulty sensor or a silent board means the patient is not monitored at all.
+    "sensor_fault": _HIGH,
+    "nibp_fault": _LOW,
+    "temp_probe_off": _LOW,
+    "battery_low": _LOW,
+    "link_lost": _HIGH,
+}
+_TECHNICAL_CHOICES: Final = ("low", "medium", "high", "off")
+
+
+@dataclass(frozen=True, slots=True)
+class TechnicalConfig:
+    """Priority of each technical alert kind; None means the kind is switched off."""
+
+    priorities: tuple[tuple[str, Priority | None], ...]
+
+    def priority(self, kind: str) -> Priority | None:
+        """Configured priority for ``kind`` (None if off or unknown)."""
+        return dict(self.priorities).get(kind)
+
+
+# --------------------------------------------------------------------------------------------
+# Sections
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeviceConfig:
+    """Identity of this edge device; ``id`` is a path segment of every MQTT topic."""
+
+    id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MqttConfig:
+    """Broker connection and publishing (times in seconds)."""
+
+    host: str
+    port: int
+    client_id: str
+    keepalive_s: int
+    topic_prefix: str
+    queue_max: int
+    reconnect_min_s: int
+    reconnect_max_s: int
+    vitals_interval_s: float
+    status_interval_s: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BedConfig:
+    """One bed = one board on one serial port, read by its own thread."""
+
+    id: str
+    serial: str
+    baud: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlarmConfig:
+    """Timing of the alarm manager and of data freshness, in seconds."""
+
+    onset_s: float
+    technical_onset_s: float
+    clear_s: float
+    stale_s: float
+    link_timeout_s: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BufferConfig:
+    """History kept per bed in preallocated ring buffers.
+
+    ``vitals_history_s`` is a row count, one row per VITALS frame, i.e. seconds at the nominal
+    1 Hz; ``waveform_history_s`` is seconds at each channel's own sample rate.
+    """
+
+    vitals_history_s: int
+    waveform_history_s: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EdgeConfig:
+    """The whole validated configuration."""
+
+    device: DeviceConfig
+    mqtt: MqttConfig
+    beds: tuple[BedConfig, ...]
+    alarms: AlarmConfig
+    limits: LimitsConfig
+    technical: TechnicalConfig
+    buffers: BufferConfig
+
+    def topic(self, leaf: str) -> str:
+        """``<topic_prefix>/<device id>/<leaf>``, e.g. ``vigil/icu-pi-3/alert``."""
+        return f"{self.mqtt.topic_prefix}/{self.device.id}/{leaf}"
+
+
+# --------------------------------------------------------------------------------------------
+# Validation helpers
+
+_ID_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_ID_RULE: Final = "1-64 characters from A-Z a-z 0-9 _ -"
+_PREFIX_RE: Final = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
+_BAUD_RATES: Final = (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600, 1000000, 2000000)
+_PORT_RANGE: Final = (1, 65535)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return repr(value)
+
+
+class _Checker:
+    """Collects errors while reading one TOML document."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def error(self, path: str, message: str) -> None:
+        self.errors.append(f"{path}: {message}")
+
+    def table(self, parent: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
+        value = parent.get(key, {})
+        if not isinstance(value, dict):
+            self.error(_join(path, key), f"expected a table, got {_describe(value)}")
+            return {}
+        return value
+
+    def keys(self, table: Mapping[str, Any], allowed: Iterable[str], path: str) -> None:
+        allowed = sorted(allowed)
+        for key in table:
+            if key in allowed:
+                continue
+            close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            self.error(
+                _join(path, key), f"unknown key; {hint}allowed keys: {', '.join(allowed)}"
+            )
+
+    def number(
+        self,
+        table: Mapping[str, Any],
+        key: str,
+        path: str,
+        default: float,
+        bounds: tuple[float, float],
+        *,
+        integer: bool = False,
+    ) -> float:
+        lo, hi = bounds
+        value = table.get(key, default)
+        where = _join(path, key)
+        kind = "an integer" if integer else "a number"
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.error(where, f"expected {kind}, got {_describe(value)}; allowed {lo:g}..{hi:g}")
+            return default
+        if integer and not isinstance(value, int):
+            self.error(where, f"expected an integer, got {value!r}; allowed {lo:g}..{hi:g}")
+            return default
+        if not math.isfinite(value) or not lo <= value <= hi:
+            self.error(where, f"{value!r} is out of range; allowed {lo:g}..{hi:g}")
+            return default
+        return value
+
+    def integer(
+        self,
+        table: Mapping[str, Any],
+        key: str,
+        path: str,
+        default: int,
+        bounds: tuple[int, int],
+    ) -> int:
+        return int(self.number(table, key, path, default, bounds, integer=True))
+
+    def string(
+        self,
+        table: Mapping[str, Any],
+        key: str,
+        path: str,
+        default: str | None,
+        *,
+        pattern: re.Pattern[str] | None = None,
+        rule: str = "",
+    ) -> str:
+        where = _join(path, key)
+        if key not in table and default is None:
+            self.error(where, "required key is missing")
+            return ""
+        value = table.get(key, default)
+        if not isinstance(value, str):
+            self.error(where, f"expected a string, got {_describe(value)}")
+            return default or ""
+        if pattern is not None and not pattern.match(value):
+            self.error(where, f"{_describe(value)} is not allowed; expected {rule}")
+            return default or ""
+        return value
+
+    def choice(
+        self, table: Mapping[str, Any], key: str, path: str, default: str, choices: Sequence[str]
+    ) -> str:
+        value = table.get(key, default)
+        if value not in choices:
+            self.error(
+                _join(path, key),
+                f"{_describe(value)} is not allowed; allowed values: {', '.join(choices)}",
+            )
+            return default
+        return str(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Sections parsers
+
+_SECTIONS: Final = ("device", "mqtt", "beds", "alarms", "limits", "technical", "buffers")
+
+
+def _parse_device(c: _Checker, root: Mapping[str, Any]) -> DeviceConfig:
+    t = c.table(root, "device", "")
+    c.keys(t, ["id"], "device")
+    return DeviceConfig(
+        id=c.string(t, "id", "device", "vigil-edge-1", pattern=_ID_RE, rule=_ID_RULE)
+    )
+
+
+def _parse_mqtt(c: _Checker, root: Mapping[str, Any], device_id: str) -> MqttConfig:
+    p = "mqtt"
+    t = c.table(root, p, "")
+    c.keys(
+        t,
+        [
+            "host", "port", "client_id", "keepalive_s", "topic_prefix", "queue_max",
+            "reconnect_min_s", "reconnect_max_s", "vitals_interval_s", "status_interval_s",
+        ],
+        p,
+    )
+    host = c.string(t, "host", p, "127.0.0.1")
+    if not host.strip():
+        c.error(f"{p}.host", "must not be empty")
+    client_id = c.string(t, "client_id", p, "")
+    if client_id and not _ID_RE.match(client_id):
+        c.error(f"{p}.client_id", f"{_describe(client_id)} is not allowed; expected {_ID_RULE}")
+    reconnect_min_s = c.integer(t, "reconnect_min_s", p, 1, (1, 60))
+    reconnect_max_s = c.integer(t, "reconnect_max_s", p, 30, (1, 600))
+    if reconnect_max_s < reconnect_min_s:
+        c.error(
+            f"{p}.reconnect_max_s",
+            f"{reconnect_max_s} must be >= mqtt.reconnect_min_s ({reconnect_min_s})",
+        )
+    return MqttConfig(
+        host=host,
+        port=c.integer(t, "port", p, 1883, _PORT_RANGE),
+        client_id=client_id or f"vigil-edge-{device_id}",
+        keepalive_s=c.integer(t, "keepalive_s", p, 30, (1, 3600)),
+        topic_prefix=c.string(
+            t, "topic_prefix", p, "vigil", pattern=_PREFIX_RE,
+            rule="segments of A-Z a-z 0-9 _ - separated by '/', no wildcards",
+        ),
+        queue_max=c.integer(t, "queue_max", p, 1000, (10, 100_000)),
+        reconnect_min_s=reconnect_min_s,
+        reconnect_max_s=reconnect_max_s,
+        vitals_interval_s=c.number(t, "vitals_interval_s", p, 1.0, (0.1, 60.0)),
+        status_interval_s=c.number(t, "status_interval_s", p, 10.0, (1.0, 3600.0)),
+    )
+
+
+def _parse_beds(c: _Checker, root: Mapping[str, Any]) -> tuple[BedConfig, ...]:
+    raw = root.get("beds")
+    if raw is None:
+        c.error("beds", "at least one [[beds]] table is required (id, serial, baud)")
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(b, dict) for b in raw):
+        c.error("beds", f"expected an array of tables ([[beds]]), got {_describe(raw)}")
+        return ()
+    if not raw:
+        c.error("beds", "at least one [[beds]] table is required (id, serial, baud)")
+    beds: list[BedConfig] = []
+    seen: dict[str, int] = {}
+    for i, t in enumerate(raw):
+        p = f"beds[{i}]"
+        c.keys(t, ["id", "serial", "baud"], p)
+        bed_id = c.string(t, "id", p, None, pattern=_ID_RE, rule=_ID_RULE)
+        serial = c.string(t, "serial", p, None)
+        if "serial" in t and isinstance(t["serial"], str) and not serial.strip():
+            c.error(f"{p}.serial", "must not be empty")
+        baud = t.get("baud", 115200)
+        if isinstance(baud, bool) or baud not in _BAUD_RATES:
+            c.error(
+                f"{p}.baud",
+                f"{_describe(baud)} is not allowed; allowed values: "
+                + ", ".join(str(b) for b in _BAUD_RATES),
+            )
+            baud = 115200
+        if bed_id in seen:
+            c.error(f"{p}.id", f"{_describe(bed_id)} is already used by beds[{seen[bed_id]}]")
+        seen.setdefault(bed_id, i)
+        beds.append(BedConfig(id=bed_id, serial=serial, baud=int(baud)))
+    return tuple(beds)
+
+
+def _parse_alarms(c: _Checker, root: Mapping[str, Any]) -> AlarmConfig:
+    p = "alarms"
+    t = c.table(root, p, "")
+    c.keys(t, ["onset_s", "technical_onset_s", "clear_s", "stale_s", "link_timeout_s"], p)
+    return AlarmConfig(
+        onset_s=c.number(t, "onset_s", p, 5.0, (0.0, 120.0)),
+        technical_onset_s=c.number(t, "technical_onset_s", p, 2.0, (0.0, 120.0)),
+        clear_s=c.number(t, "clear_s", p, 3.0, (0.0, 120.0)),
+        stale_s=c.number(t, "stale_s", p, 3.0, (0.5, 60.0)),
+        link_timeout_s=c.number(t, "link_timeout_s", p, 10.0, (0.5, 600.0)),
+    )
+
+
+def _parse_limits(c: _Checker, root: Mapping[str, Any]) -> LimitsConfig:
+    p = "limits"
+    t = c.table(root, p, "")
+    c.keys(t, _SPECS_BY_KEY, p)
+    rules: list[LimitRule] = []
+    for spec in LIMIT_SPECS:
+        where = f"{p}.{spec.key}"
+        raw = t.get(spec.key)
+        if raw is None:
+            levels: dict[Priority, float] = dict(DEFAULT_LIMITS[spec.key])
+        elif not isinstance(raw, dict):
+            c.error(
+                where,
+                f"expected a table like {{ medium = ..., high = ... }}, got {_describe(raw)}",
+            )
+            continue
+        else:
+            c.keys(raw, [pr.label for pr in Priority], where)
+            levels = {}
+            for pr in Priority:
+                if pr.label in raw:
+                    value = c.number(raw, pr.label, where, math.nan, spec.plausible)
+                    if not math.isnan(value):
+                        levels[pr] = float(value)
+        ordered = sorted(levels.items(), key=lambda item: -item[0])
+        for (urgent, u_value), (milder, m_value) in itertools.pairwise(ordered):
+            more_extreme = u_value < m_value if spec.direction == "low" else u_value > m_value
+            if not more_extreme:
+                relation = "below" if spec.direction == "low" else "above"
+                c.error(
+                    f"{where}.{urgent.label}",
+                    f"{u_value:g} must be {relation} {where}.{milder.label} ({m_value:g}): "
+                    "a more urgent priority needs a more extreme threshold",
+                )
+        if ordered:
+            rules.append(LimitRule(spec, tuple(ordered)))
+    return LimitsConfig(tuple(rules))
+
+
+def _parse_technical(c: _Checker, root: Mapping[str, Any]) -> TechnicalConfig:
+    p = "technical"
+    t = c.table(root, p, "")
+    c.keys(t, TECHNICAL_KINDS, p)
+    out: list[tuple[str, Priority | None]] = []
+    for kind in TECHNICAL_KINDS:
+        default = DEFAULT_TECHNICAL[kind]
+        text = c.choice(
+            t, kind, p, default.label if default else "off", _TECHNICAL_CHOICES
+        )
+        out.append((kind, None if text == "off" else Priority.parse(text)))
+    return TechnicalConfig(tuple(out))
+
+
+def _parse_buffers(c: _Checker, root: Mapping[str, Any]) -> BufferConfig:
+    p = "buffers"
+    t = c.table(root, p, "")
+    c.keys(t, ["vitals_history_s", "waveform_history_s"], p)
+    return BufferConfig(
+        vitals_history_s=c.integer(t, "vitals_history_s", p, 600, (10, 86_400)),
+        waveform_history_s=c.integer(t, "waveform_history_s", p, 30, (1, 600)),
+    )
+
+
+def parse_config(data: Mapping[str, Any]) -> EdgeConfig:
+    """Validate a parsed TOML document; raises ConfigError listing every problem found."""
+    c = _Checker()
+    c.keys(data, _SECTIONS, "")
+    device = _parse_device(c, data)
+    config = EdgeConfig(
+        device=device,
+        mqtt=_parse_mqtt(c, data, device.id),
+        beds=_parse_beds(c, data),
+        alarms=_parse_alarms(c, data),
+        limits=_parse_limits(c, data),
+        technical=_parse_technical(c, data),
+        buffers=_parse_buffers(c, data),
+    )
+    if c.errors:
+        raise ConfigError(c.errors)
+    return config
+
+
+def _override_broker(out: dict[str, Any], broker: str, errors: list[str]) -> None:
+    host, sep, port_text = broker.rpartition(":")
+    if not sep:
+        host, port_text = broker, ""
+    if not host:
+        errors.append(f"--broker: {broker!r} has no host; expected HOST or HOST:PORT")
+        return
+    mqtt = out.setdefault("mqtt", {})
+    if not isinstance(mqtt, dict):
+        return  # reported by validation as mqtt: expected a table
+    mqtt["host"] = host
+    if port_text:
+        try:
+            mqtt["port"] = int(port_text)
+        except ValueError:
+            errors.append(f"--broker: port {port_text!r} is not an integer; expected HOST:PORT")
+
+
+def _override_serial(out: dict[str, Any], item: str, errors: list[str]) -> None:
+    beds = out.get("beds")
+    if not isinstance(beds, list) or not beds or not all(isinstance(b, dict) for b in beds):
+        errors.append(f"--serial {item}: the configuration has no [[beds]] to override")
+        return
+    bed_id, sep, path = item.partition("=")
+    if not sep:
+        if len(beds) != 1:
+            errors.append(
+                f"--serial {item}: {len(beds)} beds are configured; use --serial BED=PATH"
+            )
+            return
+        beds[0]["serial"] = item
+        return
+    match = [b for b in beds if b.get("id") == bed_id]
+    if not match:
+        known = ", ".join(str(b.get("id")) for b in beds)
+        errors.append(f"--serial {item}: no bed with id {bed_id!r}; configured: {known}")
+        return
+    match[0]["serial"] = path
+
+
+def apply_overrides(
+    data: Mapping[str, Any],
+    *,
+    serial: Sequence[str] = (),
+    broker: str | None = None,
+    device_id: str | None = None,
+) -> dict[str, Any]:
+    """Return a copy of the raw document with command-line overrides applied.
+
+    ``serial`` items are ``PATH`` (only when exactly one bed is configured) or ``BED=PATH``;
+    ``broker`` is ``HOST`` or ``HOST:PORT``. Errors name the flag; the values themselves are
+    validated with the rest of the document.
+    """
+    out: dict[str, Any] = copy.deepcopy(dict(data))
+    errors: list[str] = []
+    if device_id is not None:
+        device = out.setdefault("device", {})
+        if isinstance(device, dict):
+            device["id"] = device_id
+    if broker is not None:
+        _override_broker(out, broker, errors)
+    for item in serial:
+        _override_serial(out, item, errors)
+    if errors:
+        raise ConfigError(errors)
+    return out
+
+
+def default_config_path() -> Path:
+    """Path of the packaged, documented default configuration (``edge/default.toml``)."""
+    return Path(str(resources.files("edge").joinpath("default.toml")))
+
+
+def default_config_text() -> str:
+    """Text of the packaged default configuration."""
+    return resources.files("edge").joinpath("default.toml").read_text(encoding="utf-8")
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    serial: Sequence[str] = (),
+    broker: str | None = None,
+    device_id: str | None = None,
+) -> EdgeConfig:
+    """Read, override and validate a TOML file (the packaged default when ``path`` is None)."""
+    where = str(path) if path is not None else "edge/default.toml"
+    try:
+        text = Path(path).read_text(encoding="utf-8") if path else default_config_text()
+    except OSError as exc:
+        raise ConfigError([f"{where}: cannot read: {exc.strerror or exc}"]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{where}: not UTF-8 text: {exc}"]) from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{where}: TOML syntax error: {exc}"]) from exc
+    data = apply_overrides(data, serial=serial, broker=broker, device_id=device_id)
+    config = parse_config(data)
+    _log.debug("loaded configuration from %s", where)
+    return config

@@ -1,0 +1,173 @@
+"""Detectors: look at one bed's state at time ``now`` and say which conditions are present.
+
+A detector is stateless from the alarm manager's point of view: it reports what it sees on every
+call and nothing else (no onset delay, no de-duplication, no memory of alerts). That is what lets
+the learned models of later work plug in next to the fixed limits: anything with a ``model``
+version string and an ``update(bed, now) -> list[Detection]`` method is a `Detector`.
+
+Rules for every detector:
+
+- Never raise a physiological detection from a value the board marked not valid, nor from
+  vitals older than ``alarms.stale_s`` (``BedState.fresh_vitals`` enforces both).
+- Report at most one detection per kind, at its most urgent crossed priority.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final, Protocol, runtime_checkable
+
+from edge.bedstate import BedState
+from edge.config import AlarmConfig, LimitsConfig, TechnicalConfig
+from edge.events import Detection
+from firmware_bridge.frames import StatusFlag
+
+__all__ = ["Detector", "FixedLimitsDetector", "TechnicalDetector", "default_detectors"]
+
+_log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """Anything that turns a bed's state into detections; ``model`` names it and its version."""
+
+    @property
+    def model(self) -> str:
+        """Detector name and version as published in alerts, e.g. ``fixed-limits/1``."""
+        ...
+
+    def update(self, bed: BedState, now: float) -> list[Detection]:
+        """Conditions present for ``bed`` at edge monotonic time ``now`` (s)."""
+        ...
+
+
+class FixedLimitsDetector:
+    """Compares the latest valid vitals with the configured clinical limits."""
+
+    MODEL: Final = "fixed-limits/1"
+
+    def __init__(self, limits: LimitsConfig, alarms: AlarmConfig) -> None:
+        self._limits = limits
+        self._stale_s = alarms.stale_s
+
+    @property
+    def model(self) -> str:
+        """See `Detector.model`."""
+        return self.MODEL
+
+    def update(self, bed: BedState, now: float) -> list[Detection]:
+        """One detection per crossed limit, from vitals no older than ``alarms.stale_s``."""
+        sample = bed.fresh_vitals(now, self._stale_s)
+        if sample is None:
+            return []
+        out: list[Detection] = []
+        for rule in self._limits.rules:
+            spec = rule.spec
+            value = sample.get(spec.vital)
+            if value is None:
+                continue
+            crossed = rule.crossed(value)
+            if crossed is None:
+                continue
+            priority, threshold = crossed
+            relation = "<" if spec.direction == "low" else ">"
+            out.append(
+                Detection(
+                    kind=spec.kind,
+                    priority=priority,
+                    message=(
+                        f"{spec.label} {value:g} {spec.unit} {relation} {threshold:g} {spec.unit}"
+                    ),
+                    model=self.MODEL,
+                    values={spec.vital: value},
+                    thresholds={f"{spec.key}.{p.label}": t for p, t in rule.thresholds},
+                )
+            )
+        return out
+
+
+_FLAG_KINDS: Final = (
+    (StatusFlag.LEAD_OFF, "lead_off", "ECG lead off"),
+    (StatusFlag.PROBE_OFF, "probe_off", "SpO2 probe off"),
+    (StatusFlag.SENSOR_FAULT, "sensor_fault", "sensor fault"),
+    (StatusFlag.NIBP_FAULT, "nibp_fault", "NIBP fault"),
+    (StatusFlag.TEMP_PROBE_OFF, "temp_probe_off", "temperature probe off"),
+    (StatusFlag.BATTERY_LOW, "battery_low", "board battery low"),
+)
+
+
+class TechnicalDetector:
+    """Technical conditions: STATUS flags from the board, and a silent link.
+
+    While the link is lost the last STATUS is stale, so only ``link_lost`` is reported.
+    """
+
+    MODEL: Final = "board-status/1"
+
+    def __init__(self, technical: TechnicalConfig, alarms: AlarmConfig) -> None:
+        self._technical = technical
+        self._link_timeout_s = alarms.link_timeout_s
+
+    @property
+    def model(self) -> str:
+        """See `Detector.model`."""
+        return self.MODEL
+
+    def update(self, bed: BedState, now: float) -> list[Detection]:
+        """One detection per active technical condition with a priority that is not off."""
+        since = bed.last_frame_s if bed.last_frame_s is not None else bed.created_s
+        silent_s = now - since
+        if silent_s > self._link_timeout_s:
+            priority = self._technical.priority("link_lost")
+            if priority is None:
+                return []
+            what = "no frame received" if bed.last_frame_s is None else "no frame"
+            return [
+                Detection(
+                    kind="link_lost",
+                    priority=priority,
+                    message=f"board silent: {what} for {silent_s:.0f} s",
+                    model=self.MODEL,
+                    technical=True,
+                    values={"silent_s": round(silent_s, 1)},
+                    thresholds={"alarms.link_timeout_s": self._link_timeout_s},
+                )
+            ]
+        status = bed.status
+        if status is None:
+            return []
+        out: list[Detection] = []
+        for flag, kind, text in _FLAG_KINDS:
+            if not status.flags & flag:
+                continue
+            priority = self._technical.priority(kind)
+            if priority is None:
+                continue
+            values: dict[str, float] = {}
+            message = text
+            if flag is StatusFlag.SENSOR_FAULT and status.fault_code:
+                values["fault_code"] = float(status.fault_code)
+                message = f"{text} (code {status.fault_code})"
+            if flag is StatusFlag.BATTERY_LOW and status.battery_pct is not None:
+                values["battery_pct"] = float(status.battery_pct)
+                message = f"{text} ({status.battery_pct} %)"
+            out.append(
+                Detection(
+                    kind=kind,
+                    priority=priority,
+                    message=message,
+                    model=self.MODEL,
+                    technical=True,
+                    values=values,
+                )
+            )
+        return out
+
+
+def default_detectors(
+    limits: LimitsConfig, technical: TechnicalConfig, alarms: AlarmConfig
+) -> list[Detector]:
+    """The detectors the runtime uses when none are given: technical first, then limits."""
+    _log.debug("using default detectors")
+    return [TechnicalDetector(technical, alarms), FixedLimitsDetector(limits, alarms)]
+

@@ -1,0 +1,89 @@
+"""Typed values that travel between the edge's pure parts: priorities, detections, alert events.
+
+A *detection* is what a detector sees right now ("SpO2 is below the high limit"); an *alert
+event* is what the alarm manager decides to tell the world ("alert 3f2a... is new / escalated /
+ended"). Keeping the two apart is what lets a detector be stateless and noisy while the published
+stream stays calm: onset delay, escalation and clearing live in one place (`edge.alarms`).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+__all__ = ["AlertEvent", "Detection", "EventType", "Priority"]
+
+
+class Priority(enum.IntEnum):
+    """Alarm priority (IEC 60601-1-8 uses the same three levels). Higher value = more urgent."""
+
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
+
+    @property
+    def label(self) -> str:
+        """Lower-case name as it appears in configuration files and JSON: low, medium, high."""
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, text: str) -> Priority:
+        """Inverse of `label`; raises ValueError for anything else."""
+        try:
+            return cls[text.upper()]
+        except KeyError:
+            raise ValueError(f"unknown priority {text!r}") from None
+
+
+class EventType(enum.StrEnum):
+    """Lifecycle of one alert: one ``new``, zero or more ``update`` (escalation), one ``end``."""
+
+    NEW = "new"
+    UPDATE = "update"
+    END = "end"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Detection:
+    """A condition a detector sees at this instant for one bed.
+
+    ``kind`` is the stable condition name (``spo2_low``, ``probe_off``); one bed has at most one
+    detection per kind at a time. ``values`` holds the measurements that triggered it, keyed with
+    units (``spo2_pct``); ``thresholds`` the limits involved, keyed like the configuration.
+    ``model`` names the detector and its version (``fixed-limits/1``) so an alert can be traced
+    to the logic that raised it.
+    """
+
+    kind: str
+    priority: Priority
+    message: str
+    model: str
+    technical: bool = False
+    values: Mapping[str, float] = field(default_factory=dict)
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertEvent:
+    """One step in an alert's life, ready to be serialised.
+
+    ``id`` is a UUID shared by every event of one alert; ``seq`` counts that alert's events
+    (0 for ``new``), so ``(id, seq)`` identifies a message and subscribers can de-duplicate
+    re-deliveries. Times are monotonic seconds of the edge's clock; the adapter converts them
+    to wall-clock UTC when it publishes.
+    """
+
+    id: str
+    seq: int
+    event: EventType
+    bed: str
+    kind: str
+    priority: Priority
+    message: str
+    model: str
+    technical: bool
+    values: Mapping[str, float]
+    thresholds: Mapping[str, float]
+    time_s: float
+    started_s: float

@@ -1,0 +1,104 @@
+"""JSON payloads of the MQTT topics (the wire contract with nurse stations and dashboards).
+
+Pure functions: they take values and a wall-clock time (seconds since the Unix epoch) and
+return bytes. Topics are ``<prefix>/<device>/vitals``, ``.../alert`` and ``.../status``.
+Times are ISO-8601 UTC with milliseconds and a ``Z`` suffix. Keys carry units
+(``spo2_pct``, ``hr_bpm``); a value that is not valid is ``null``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from edge.bedstate import VitalsSample
+from edge.events import AlertEvent
+
+__all__ = [
+    "OFFLINE_PAYLOAD",
+    "alert_payload",
+    "iso_utc",
+    "status_payload",
+    "vitals_payload",
+]
+
+# Wire resolutions (PROTOCOL.md): 0.1 for rates, saturation and pressures, 0.01 degC.
+_DECIMALS: Final = {"temp_c": 2}
+_DEFAULT_DECIMALS: Final = 1
+
+OFFLINE_PAYLOAD: Final = b'{"state":"offline"}'
+"""Retained on ``.../status`` by the last will (unclean death) and by a clean shutdown."""
+
+
+def iso_utc(epoch_s: float) -> str:
+    """``2024-05-01T12:00:00.000Z`` for a Unix time in seconds."""
+    stamp = datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
+def _dumps(obj: Mapping[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def _rounded(values: Mapping[str, float | None]) -> dict[str, float | None]:
+    return {
+        k: None if v is None else round(v, _DECIMALS.get(k, _DEFAULT_DECIMALS))
+        for k, v in values.items()
+    }
+
+
+def vitals_payload(device: str, bed: str, sample: VitalsSample, epoch_s: float) -> bytes:
+    """``{"device", "bed", "time", "values": {"hr_bpm": 72.0, "spo2_pct": null, ...}}``."""
+    return _dumps(
+        {
+            "device": device,
+            "bed": bed,
+            "time": iso_utc(epoch_s),
+            "values": _rounded(sample.values),
+        }
+    )
+
+
+def alert_payload(device: str, event: AlertEvent, epoch_s: float, started_epoch_s: float) -> bytes:
+    """One alert event; ``(id, seq)`` identifies the message for de-duplication."""
+    return _dumps(
+        {
+            "id": event.id,
+            "seq": event.seq,
+            "event": event.event.value,
+            "time": iso_utc(epoch_s),
+            "started": iso_utc(started_epoch_s),
+            "device": device,
+            "bed": event.bed,
+            "priority": event.priority.label,
+            "kind": event.kind,
+            "technical": event.technical,
+            "message": event.message,
+            "values": _rounded(event.values),
+            "thresholds": dict(event.thresholds),
+            "model": event.model,
+        }
+    )
+
+
+def status_payload(
+    device: str,
+    epoch_s: float,
+    *,
+    version: str,
+    beds: Mapping[str, Mapping[str, Any]],
+    alerts: Mapping[str, Any],
+) -> bytes:
+    """Retained ``{"state": "online", ...}`` with link and queue counters."""
+    return _dumps(
+        {
+            "state": "online",
+            "device": device,
+            "time": iso_utc(epoch_s),
+            "version": version,
+            "beds": dict(beds),
+            "alerts": dict(alerts),
+        }
+    )

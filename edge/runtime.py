@@ -1,0 +1,365 @@
+"""The edge runtime: serial readers in, detection and alarms in the middle, MQTT out.
+
+Two layers, following the sans-I/O shape of the codec:
+
+- `EdgeCore` is pure: frames and link changes go in with the edge's monotonic time, alert events
+  and vitals samples due for publishing come out. It owns the bed states, the detectors and the
+  alarm manager, and is tested with a fake clock.
+- `Runtime` is the thin adapter: one `SerialReader` thread per bed pushes frames into a bounded
+  queue; the runtime thread drains it, drives the core, and publishes through `MqttPublisher`.
+  Scoring never waits for the broker: while it is unreachable, alerts pile up in the outbox
+  (bounded, see `edge.outbox`) and go out in order once it is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from typing import Any, Final, Protocol
+
+from edge.alarms import AlarmManager, AlarmTiming
+from edge.bedstate import BedState, VitalsSample
+from edge.config import EdgeConfig
+from edge.detect import Detector, default_detectors
+from edge.events import AlertEvent
+from edge.mqtt import MqttPublisher
+from edge.outbox import Outbox
+from edge.payloads import alert_payload, status_payload, vitals_payload
+from firmware_bridge.codec import DecoderStats
+from firmware_bridge.frames import Frame, StatusFrame, VitalsFrame
+
+__all__ = ["Clock", "EdgeCore", "Runtime", "SystemClock"]
+
+_log = logging.getLogger(__name__)
+
+_EVAL_INTERVAL_S: Final = 1.0
+"""A bed without new frames is still re-evaluated this often (staleness, link supervision)."""
+_TICK_S: Final = 0.1
+"""Longest the runtime loop sleeps waiting for frames; bounds the latency of everything else."""
+_INBOX_MAX: Final = 10_000
+"""Frames buffered between reader threads and the runtime thread (~20 s of a busy board)."""
+_DRAIN_MAX: Final = 1000
+_SHUTDOWN_GRACE_S: Final = 2.0
+"""On a clean stop, time allowed for queued alerts to be acknowledged before disconnecting."""
+
+
+class Clock(Protocol):
+    """Time source: monotonic seconds for logic, Unix seconds for timestamps in payloads."""
+
+    def monotonic(self) -> float:
+        """Seconds from an arbitrary origin that never jumps."""
+        ...
+
+    def time(self) -> float:
+        """Seconds since the Unix epoch (UTC)."""
+        ...
+
+
+class SystemClock:
+    """The real clocks of the machine."""
+
+    def monotonic(self) -> float:
+        """`time.monotonic`."""
+        return time.monotonic()
+
+    def time(self) -> float:
+        """`time.time`."""
+        return time.time()
+
+
+class EdgeCore:
+    """Bed states + detectors + alarm manager, without threads, sockets or clocks."""
+
+    def __init__(
+        self,
+        config: EdgeConfig,
+        *,
+        now: float,
+        detectors: Sequence[Detector] | None = None,
+        alarms: AlarmManager | None = None,
+    ) -> None:
+        self.config = config
+        self.beds: dict[str, BedState] = {
+            bed.id: BedState(
+                bed.id,
+                now=now,
+                vitals_history_s=config.buffers.vitals_history_s,
+                waveform_history_s=config.buffers.waveform_history_s,
+            )
+            for bed in config.beds
+        }
+        self.detectors: list[Detector] = list(
+            detectors
+            if detectors is not None
+            else default_detectors(config.limits, config.technical, config.alarms)
+        )
+        self.alarms = alarms or AlarmManager(
+            AlarmTiming(
+                onset_s=config.alarms.onset_s,
+                technical_onset_s=config.alarms.technical_onset_s,
+                clear_s=config.alarms.clear_s,
+            )
+        )
+        self.detector_errors = 0
+        self._dirty: set[str] = set()
+        self._last_eval: dict[str, float] = {}
+        self._vitals_pending: set[str] = set()
+        self._last_vitals_out: dict[str, float] = {}
+
+    def on_frame(self, bed: str, frame: Frame, now: float) -> None:
+        """A frame from ``bed``'s board arrived at ``now`` (s)."""
+        state = self.beds[bed]
+        state.apply(frame, now)
+        if isinstance(frame, VitalsFrame | StatusFrame):
+            self._dirty.add(bed)
+        if isinstance(frame, VitalsFrame):
+            self._vitals_pending.add(bed)
+
+    def on_link(self, bed: str, up: bool, now: float) -> None:
+        """The serial port of ``bed`` opened (True) or was lost (False)."""
+        self.beds[bed].link_up = up
+        self._dirty.add(bed)
+        _log.debug("bed %s link %s at %.3f", bed, "up" if up else "down", now)
+
+    def evaluate(self, now: float) -> list[AlertEvent]:
+        """Run the detectors on beds with news (or not evaluated for a second); alert events."""
+        events: list[AlertEvent] = []
+        for bed_id, state in self.beds.items():
+            last = self._last_eval.get(bed_id)
+            if bed_id not in self._dirty and last is not None and now - last < _EVAL_INTERVAL_S:
+                continue
+            self._dirty.discard(bed_id)
+            self._last_eval[bed_id] = now
+            detections = []
+            for detector in self.detectors:
+                try:
+                    detections.extend(detector.update(state, now))
+                except Exception:
+                    self.detector_errors += 1
+                    _log.exception("detector %s failed on bed %s", detector.model, bed_id)
+            events.extend(self.alarms.update(bed_id, detections, now))
+        return events
+
+    def vitals_due(self, now: float) -> list[tuple[str, VitalsSample]]:
+        """Beds with a new vitals sample whose last publication is ``vitals_interval_s`` old."""
+        out: list[tuple[str, VitalsSample]] = []
+        interval = self.config.mqtt.vitals_interval_s
+        for bed_id in sorted(self._vitals_pending):
+            last = self._last_vitals_out.get(bed_id)
+            if last is not None and now - last < interval:
+                continue
+            sample = self.beds[bed_id].vitals.latest()
+            self._vitals_pending.discard(bed_id)
+            if sample is None:
+                continue
+            self._last_vitals_out[bed_id] = now
+            out.append((bed_id, sample))
+        return out
+
+
+class _Reader(Protocol):
+    """What the runtime needs from `firmware_bridge.reader.SerialReader`."""
+
+    @property
+    def stats(self) -> DecoderStats: ...
+
+    @property
+    def connected(self) -> bool: ...
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float = ...) -> None: ...
+
+
+ReaderFactory = Callable[..., _Reader]
+
+
+def _default_reader_factory(
+    port: str,
+    on_frame: Callable[[Frame], None],
+    *,
+    baudrate: int,
+    on_link: Callable[[bool], None],
+    name: str,
+) -> _Reader:
+    from firmware_bridge.reader import SerialReader  # noqa: PLC0415 - pyserial only when run
+
+    return SerialReader(port, on_frame, baudrate=baudrate, on_link=on_link, name=name)
+
+
+def _package_version() -> str:
+    try:
+        return metadata.version("vigil")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+class Runtime:
+    """Wires readers, the core and MQTT together; `run` blocks until ``stop`` is set."""
+
+    def __init__(
+        self,
+        config: EdgeConfig,
+        *,
+        clock: Clock | None = None,
+        detectors: Sequence[Detector] | None = None,
+        reader_factory: ReaderFactory = _default_reader_factory,
+    ) -> None:
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self.core = EdgeCore(config, now=self.clock.monotonic(), detectors=detectors)
+        self.outbox = Outbox(config.mqtt.queue_max)
+        self.publisher = MqttPublisher(
+            config.mqtt,
+            status_topic=config.topic("status"),
+            alert_topic=config.topic("alert"),
+            outbox=self.outbox,
+        )
+        self._inbox: queue.Queue[tuple[str, Frame | bool]] = queue.Queue(_INBOX_MAX)
+        self.frames_dropped = 0
+        self._version = _package_version()
+        self.readers: dict[str, _Reader] = {
+            bed.id: reader_factory(
+                bed.serial,
+                self._frame_callback(bed.id),
+                baudrate=bed.baud,
+                on_link=self._link_callback(bed.id),
+                name=f"serial-reader:{bed.id}",
+            )
+            for bed in config.beds
+        }
+
+    # reader threads --------------------------------------------------------------------------
+
+    def _frame_callback(self, bed: str) -> Callable[[Frame], None]:
+        def on_frame(frame: Frame) -> None:
+            try:
+                self._inbox.put_nowait((bed, frame))
+            except queue.Full:
+                self.frames_dropped += 1
+                if self.frames_dropped % 1000 == 1:
+                    _log.warning(
+                        "runtime is not keeping up: %d frames dropped", self.frames_dropped
+                    )
+
+        return on_frame
+
+    def _link_callback(self, bed: str) -> Callable[[bool], None]:
+        def on_link(up: bool) -> None:
+            self._inbox.put((bed, up))
+
+        return on_link
+
+    # runtime thread --------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Start readers and MQTT, process until ``stop`` is set, then shut down cleanly."""
+        _log.info(
+            "vigil-edge %s: device %s, %d bed(s): %s",
+            self._version,
+            self.config.device.id,
+            len(self.config.beds),
+            ", ".join(f"{b.id}={b.serial}" for b in self.config.beds),
+        )
+        self.publisher.start()
+        for reader in self.readers.values():
+            reader.start()
+        last_status = -float("inf")
+        try:
+            while not stop.is_set():
+                self._drain(_TICK_S)
+                now = self.clock.monotonic()
+                for event in self.core.evaluate(now):
+                    self._emit(event)
+                for bed, sample in self.core.vitals_due(now):
+                    self.publisher.publish_volatile(
+                        self.config.topic("vitals"),
+                        vitals_payload(
+                            self.config.device.id, bed, sample, self._epoch(sample.time_s)
+                        ),
+                    )
+                status_due = now - last_status >= self.config.mqtt.status_interval_s
+                if self.publisher.take_status_request() or status_due:
+                    self.publisher.publish_status(self.status())
+                    last_status = now
+                self.publisher.pump()
+        finally:
+            self._shutdown()
+
+    def _drain(self, timeout_s: float) -> None:
+        try:
+            item = self._inbox.get(timeout=timeout_s)
+        except queue.Empty:
+            return
+        for _ in range(_DRAIN_MAX):
+            bed, payload = item
+            now = self.clock.monotonic()
+            if isinstance(payload, bool):
+                self.core.on_link(bed, payload, now)
+            else:
+                self.core.on_frame(bed, payload, now)
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+
+    def _epoch(self, mono_s: float) -> float:
+        return self.clock.time() - (self.clock.monotonic() - mono_s)
+
+    def _emit(self, event: AlertEvent) -> None:
+        label = f"{event.event.value} {event.kind} bed={event.bed} id={event.id} seq={event.seq}"
+        _log.info(
+            "alert %s priority=%s: %s", label, event.priority.label, event.message
+        )
+        payload = alert_payload(
+            self.config.device.id, event, self._epoch(event.time_s), self._epoch(event.started_s)
+        )
+        self.publisher.queue_alert(event.priority, payload, label)
+
+    def status(self) -> bytes:
+        """Current retained status payload (state online, link and queue counters)."""
+        now = self.clock.monotonic()
+        beds: dict[str, dict[str, Any]] = {}
+        for bed in self.config.beds:
+            reader = self.readers[bed.id]
+            state = self.core.beds[bed.id]
+            age = None if state.last_frame_s is None else round(now - state.last_frame_s, 1)
+            beds[bed.id] = {
+                "serial": bed.serial,
+                "connected": reader.connected,
+                "last_frame_age_s": age,
+                **reader.stats.as_dict(),
+            }
+        alerts = {
+            "active": len(self.core.alarms.active()),
+            "queued": len(self.outbox),
+            "in_flight": self.outbox.handed,
+            "delivered": self.outbox.acked,
+            "dropped": {p.label: n for p, n in self.outbox.dropped.items()},
+        }
+        return status_payload(
+            self.config.device.id,
+            self.clock.time(),
+            version=self._version,
+            beds=beds,
+            alerts={
+                **alerts,
+                "frames_dropped": self.frames_dropped,
+                "detector_errors": self.core.detector_errors,
+            },
+        )
+
+    def _shutdown(self) -> None:
+        _log.info("stopping")
+        for reader in self.readers.values():
+            reader.stop(timeout=2.0)
+        deadline = time.monotonic() + _SHUTDOWN_GRACE_S
+        while len(self.outbox) and self.publisher.connected and time.monotonic() < deadline:
+            self.publisher.pump()
+            time.sleep(0.02)
+        self.publisher.stop()
+        _log.info("stopped")

@@ -1,0 +1,256 @@
+"""Shared fixtures: a real mosquitto broker per test, unique device ids, MQTT collectors.
+
+The broker listens on a random free 127.0.0.1 port with persistence in the test's tmp_path, so a
+test can stop it and start it again on the same port and subscriber sessions survive. Without
+mosquitto the tests that need it are skipped, except under CI=true where that is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+
+def _find_mosquitto() -> str | None:
+    found = shutil.which("mosquitto")
+    if found:
+        return found
+    for candidate in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class MosquittoBroker:
+    """A mosquitto process on 127.0.0.1:port; `stop()` / `start()` keep port and sessions."""
+
+    host = "127.0.0.1"
+
+    def __init__(self, binary: str, workdir: Path) -> None:
+        self.binary = binary
+        self.workdir = workdir
+        self.port = _free_port()
+        self.log_path = workdir / "mosquitto.log"
+        self.conf_path = workdir / "mosquitto.conf"
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            "allow_anonymous true",
+            "persistence true",
+            f"persistence_location {workdir}/",
+            "log_dest stderr",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_type information",
+        ]
+        if os.geteuid() == 0:
+            lines.append("user root")  # otherwise it drops to 'mosquitto' and cannot persist here
+        self.conf_path.write_text("\n".join(lines) + "\n")
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        assert self._proc is None, "broker already running"
+        log = self.log_path.open("ab")
+        self._proc = subprocess.Popen(
+            [self.binary, "-c", str(self.conf_path)], stdout=log, stderr=log
+        )
+        log.close()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(
+                    f"mosquitto exited with {self._proc.returncode}: {self.log_path.read_text()}"
+                )
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"mosquitto did not accept connections: {self.log_path.read_text()}")
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM (mosquitto saves its persistence database), wait, SIGKILL if needed."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout_s)
+
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open but nothing is answered (no PUBACK, no PINGRESP)."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGSTOP)
+
+    def kill(self) -> None:
+        """SIGKILL: no persistence save, like a power cut."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    """A running broker private to this test."""
+    binary = _find_mosquitto()
+    if binary is None:
+        reason = "mosquitto is not installed (apt-get install mosquitto)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason + " and CI=true requires it")
+        pytest.skip(reason)
+    workdir = tmp_path / "mosquitto"
+    workdir.mkdir()
+    broker = MosquittoBroker(binary, workdir)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.kill()
+
+
+@pytest.fixture
+def device_id() -> str:
+    """A device id no other test uses, so topics never overlap."""
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@dataclass(frozen=True)
+class Received:
+    """One message seen by a collector; ``data`` is the parsed JSON object (None if not JSON)."""
+
+    topic: str
+    data: Any
+    retain: bool
+
+
+class MqttCollector:
+    """A paho subscriber that records every message and lets a test wait for one."""
+
+    def __init__(
+        self,
+        broker: MosquittoBroker,
+        topics: list[str],
+        *,
+        client_id: str | None = None,
+    ) -> None:
+        self.messages: list[Received] = []
+        self._cond = threading.Condition()
+        self.connects = 0
+        persistent = client_id is not None
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"collector-{uuid.uuid4().hex[:10]}",
+            clean_session=not persistent,
+        )
+        self.client.reconnect_delay_set(1, 2)
+        self._topics = [(t, 1) for t in topics]
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.connect(broker.host, broker.port, keepalive=5)
+        self.client.loop_start()
+        self.wait_connected()
+
+    def _on_connect(self, client: mqtt.Client, *args: Any) -> None:
+        client.subscribe(self._topics)
+        with self._cond:
+            self.connects += 1
+            self._cond.notify_all()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            data = json.loads(msg.payload)
+        except ValueError:
+            data = None
+        with self._cond:
+            self.messages.append(Received(msg.topic, data, bool(msg.retain)))
+            self._cond.notify_all()
+
+    def wait_connected(self, timeout_s: float = 10.0, count: int = 1) -> None:
+        with self._cond:
+            ok = self._cond.wait_for(lambda: self.connects >= count, timeout_s)
+        assert ok, "collector did not connect"
+        time.sleep(0.2)  # SUBACK
+
+    def snapshot(self) -> list[Received]:
+        with self._cond:
+            return list(self.messages)
+
+    def wait_for(
+        self, predicate: Callable[[Received], bool], timeout_s: float = 10.0
+    ) -> Received:
+        """First message (seen so far or arriving) matching ``predicate``; fails after timeout."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while True:
+                for m in self.messages:
+                    if predicate(m):
+                        return m
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    seen = [(m.topic, m.data) for m in self.messages[-10:]]
+                    raise AssertionError(f"no matching message within {timeout_s} s; last: {seen}")
+                self._cond.wait(min(left, 0.2))
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Alert payloads in arrival order, de-duplicated on (id, seq)."""
+        seen: set[tuple[str, int]] = set()
+        out: list[dict[str, Any]] = []
+        for m in self.snapshot():
+            if not m.topic.endswith("/alert") or not isinstance(m.data, dict):
+                continue
+            key = (m.data["id"], m.data["seq"])
+            if key not in seen:
+                seen.add(key)
+                out.append(m.data)
+        return out
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def mqtt_collector() -> Iterator[Callable[..., MqttCollector]]:
+    """Factory: ``mqtt_collector(broker, ["vigil/dev/#"], client_id=None)``; closed at teardown."""
+    made: list[MqttCollector] = []
+
+    def make(
+        broker: MosquittoBroker, topics: list[str], *, client_id: str | None = None
+    ) -> MqttCollector:
+        c = MqttCollector(broker, topics, client_id=client_id)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()

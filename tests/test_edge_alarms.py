@@ -1,0 +1,220 @@
+"""Alarm logic with a fake clock: onset, escalation, end, invalid values, technical alerts."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+
+from edge.alarms import AlarmManager, AlarmTiming
+from edge.config import EdgeConfig, parse_config
+from edge.detect import Detector, FixedLimitsDetector, TechnicalDetector
+from edge.events import AlertEvent, Detection, EventType, Priority
+from edge.runtime import EdgeCore
+from firmware_bridge.frames import StatusFlag, StatusFrame, VitalsFrame
+
+NORMAL: dict[str, float | None] = {"hr_bpm": 72.0, "spo2_pct": 97.0, "rr_per_min": 14.0}
+
+
+def _config(beds: int = 1, **alarms: float) -> EdgeConfig:
+    timing = {
+        "onset_s": 3.0,
+        "technical_onset_s": 1.0,
+        "clear_s": 2.0,
+        "stale_s": 3.0,
+        "link_timeout_s": 600.0,
+    }
+    timing.update(alarms)
+    return parse_config(
+        {
+            "beds": [{"id": f"bed{i + 1}", "serial": f"/dev/tty{i}"} for i in range(beds)],
+            "alarms": timing,
+        }
+    )
+
+
+class Sim:
+    """Drives an EdgeCore like the runtime does: one vitals frame per second, fake time."""
+
+    def __init__(self, config: EdgeConfig | None = None) -> None:
+        ids = (f"id-{i}" for i in itertools.count())
+        self.config = config or _config()
+        self.now = 1000.0
+        alarms = AlarmManager(
+            AlarmTiming(
+                onset_s=self.config.alarms.onset_s,
+                technical_onset_s=self.config.alarms.technical_onset_s,
+                clear_s=self.config.alarms.clear_s,
+            ),
+            new_id=lambda: next(ids),
+        )
+        self.core = EdgeCore(self.config, now=self.now, alarms=alarms)
+        self.events: list[AlertEvent] = []
+
+    def step(
+        self, bed: str = "bed1", status: StatusFlag | None = None, **values: Any
+    ) -> list[AlertEvent]:
+        """Advance 1 s; send vitals (NORMAL updated with ``values``) and optional STATUS."""
+        self.now += 1.0
+        if status is not None:
+            self.core.on_frame(bed, StatusFrame(flags=status), self.now)
+        if values.get("no_vitals") is None:
+            self.core.on_frame(bed, VitalsFrame(**{**NORMAL, **values}), self.now)
+        new = self.core.evaluate(self.now)
+        self.events.extend(new)
+        return new
+
+    def run(self, seconds: int, **kwargs: Any) -> list[AlertEvent]:
+        out: list[AlertEvent] = []
+        for _ in range(seconds):
+            out.extend(self.step(**kwargs))
+        return out
+
+
+def _summary(events: list[AlertEvent]) -> list[tuple[str, str, str, str]]:
+    return [(e.event.value, e.kind, e.priority.label, e.id) for e in events]
+
+
+def test_normal_vitals_raise_nothing() -> None:
+    sim = Sim()
+    assert sim.run(30) == []
+
+
+def test_onset_delay_then_new_once() -> None:
+    sim = Sim()
+    sim.run(5)
+    assert sim.run(3, spo2_pct=88.0) == []  # present at t, t+1, t+2: 2 s < onset 3 s
+    events = sim.step(spo2_pct=88.0)  # t+3: persisted 3 s
+    assert _summary(events) == [("new", "spo2_low", "medium", "id-0")]
+    e = events[0]
+    assert e.values == {"spo2_pct": 88.0}
+    assert e.thresholds == {"spo2_low_pct.high": 85.0, "spo2_low_pct.medium": 90.0}
+    assert e.model == "fixed-limits/1"
+    assert e.seq == 0
+    assert e.started_s == e.time_s - 3.0
+    assert not e.technical
+    assert "SpO2 88" in e.message
+    assert sim.run(20, spo2_pct=88.0) == []  # no spam while it lasts
+
+
+def test_short_dip_never_alarms() -> None:
+    sim = Sim()
+    for _ in range(5):
+        sim.run(2, spo2_pct=80.0)
+        sim.run(2)
+    assert sim.events == []
+
+
+def test_escalation_after_its_own_onset_and_no_deescalation() -> None:
+    sim = Sim()
+    sim.run(4, spo2_pct=88.0)
+    assert _summary(sim.events) == [("new", "spo2_low", "medium", "id-0")]
+    sim.run(3, spo2_pct=82.0)  # high level present 3 samples = 2 s: not yet
+    assert len(sim.events) == 1
+    update = sim.step(spo2_pct=82.0)
+    assert _summary(update) == [("update", "spo2_low", "high", "id-0")]
+    assert update[0].seq == 1
+    assert update[0].values == {"spo2_pct": 82.0}
+    assert sim.run(10, spo2_pct=88.0) == []  # back to the medium band: stays high, silent
+
+
+def test_straight_to_high_starts_high() -> None:
+    sim = Sim()
+    sim.run(4, hr_bpm=160.0)
+    assert _summary(sim.events) == [("new", "hr_high", "high", "id-0")]
+
+
+def test_end_after_clear_delay_and_flicker_keeps_one_alert() -> None:
+    sim = Sim()
+    sim.run(4, hr_bpm=130.0)
+    assert len(sim.events) == 1
+    for _ in range(3):  # flickers back to normal for 1 s at a time: clear_s is 2 s
+        sim.run(1)
+        sim.run(1, hr_bpm=130.0)
+    assert len(sim.events) == 1
+    sim.run(2)
+    assert len(sim.events) == 1  # absent for 1 s only
+    sim.run(1)
+    assert sim.events[-1].event is EventType.END  # condition absent for clear_s
+    assert sim.events[-1].id == "id-0"
+    assert sim.events[-1].seq == 1
+    assert sim.events[-1].priority is Priority.MEDIUM
+    assert sim.events[-1].values == {"hr_bpm": 130.0}  # last triggering values
+    sim.run(4, hr_bpm=130.0)  # a new episode is a new alert
+    assert _summary(sim.events[-1:]) == [("new", "hr_high", "medium", "id-1")]
+
+
+def test_invalid_values_never_trigger_and_end_active_alerts() -> None:
+    sim = Sim()
+    sim.run(10, spo2_pct=None, hr_bpm=None, rr_per_min=None, temp_c=None)
+    assert sim.events == []
+    sim.run(4, spo2_pct=80.0)
+    assert _summary(sim.events) == [("new", "spo2_low", "high", "id-0")]
+    sim.run(3, spo2_pct=None)  # probe says "not valid": the physiological alert ends
+    assert [e.event for e in sim.events] == [EventType.NEW, EventType.END]
+
+
+def test_stale_vitals_do_not_keep_alarming() -> None:
+    sim = Sim()
+    sim.run(4, rr_per_min=5.0)
+    assert _summary(sim.events) == [("new", "rr_low", "high", "id-0")]
+    # The board stops sending vitals: after stale_s the old low RR no longer counts.
+    sim.run(7, no_vitals=True)
+    assert sim.events[-1].event is EventType.END
+
+
+def test_technical_alerts_from_status_flags() -> None:
+    sim = Sim()
+    sim.run(2, status=StatusFlag.PROBE_OFF | StatusFlag.ON_BATTERY, spo2_pct=None)
+    assert _summary(sim.events) == [("new", "probe_off", "medium", "id-0")]
+    assert sim.events[0].technical
+    assert sim.events[0].model == "board-status/1"
+    sim.run(1, status=StatusFlag.SENSOR_FAULT | StatusFlag.PROBE_OFF, spo2_pct=None)
+    sim.run(1, status=StatusFlag.SENSOR_FAULT | StatusFlag.PROBE_OFF, spo2_pct=None)
+    assert _summary(sim.events[1:]) == [("new", "sensor_fault", "high", "id-1")]
+    sim.run(3, status=StatusFlag(0))
+    assert sorted((e.event.value, e.kind) for e in sim.events[2:]) == [
+        ("end", "probe_off"),
+        ("end", "sensor_fault"),
+    ]
+    assert all(e.kind not in ("spo2_low",) for e in sim.events)
+
+
+def test_link_lost_is_technical_and_beds_are_independent() -> None:
+    sim = Sim(_config(beds=2, link_timeout_s=10.0))
+    sim.run(15, bed="bed1")  # bed2 never sends anything
+    kinds = [(e.event.value, e.bed, e.kind, e.priority.label) for e in sim.events]
+    assert kinds == [("new", "bed2", "link_lost", "high")]
+    sim.run(3, bed="bed2")
+    assert (sim.events[-1].event, sim.events[-1].bed) == (EventType.END, "bed2")
+
+
+def test_a_failing_detector_is_logged_and_counted(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken:
+        model = "broken/0"
+
+        def update(self, bed: object, now: float) -> list[Detection]:
+            raise RuntimeError("model exploded")
+
+    config = _config()
+    detectors: list[Detector] = [Broken(), FixedLimitsDetector(config.limits, config.alarms)]
+    core = EdgeCore(config, now=0.0, detectors=detectors)
+    events: list[AlertEvent] = []
+    for t in range(1, 6):
+        core.on_frame("bed1", VitalsFrame(hr_bpm=200.0), float(t))
+        events.extend(core.evaluate(float(t)))
+    assert core.detector_errors >= 5
+    assert "detector broken/0 failed on bed bed1" in caplog.text
+    assert isinstance(Broken(), Detector)
+    assert [e.kind for e in events] == ["hr_high"]  # the other detector still works
+
+
+def test_technical_detector_respects_off() -> None:
+    config = parse_config(
+        {"beds": [{"id": "b", "serial": "/x"}], "technical": {"lead_off": "off"}}
+    )
+    core = EdgeCore(config, now=0.0, detectors=[TechnicalDetector(config.technical, config.alarms)])
+    core.on_frame("b", StatusFrame(flags=StatusFlag.LEAD_OFF), 1.0)
+    bed = core.beds["b"]
+    assert core.detectors[0].update(bed, 1.0) == []

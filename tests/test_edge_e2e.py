@@ -1,0 +1,388 @@
+"""End to end with real parts: frames on a real pty -> `vigil-edge run` subprocess -> mosquitto.
+
+Frames are written with `firmware_bridge.codec.encode` by a feeder thread at 10 Hz, so the
+test decides exactly what the board says. Every wait is bounded and driven by what arrives
+(MQTT messages, log lines), never by how long something took.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from firmware_bridge.codec import SYNC, encode
+from firmware_bridge.frames import HelloFrame, Sensor, StatusFlag, StatusFrame, VitalsFrame
+from firmware_bridge.ports import open_raw_pty
+from tests.conftest import MosquittoBroker, MqttCollector, Received
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parent.parent
+NORMAL: dict[str, float | None] = {
+    "hr_bpm": 78.0,
+    "spo2_pct": 97.0,
+    "rr_per_min": 14.0,
+    "sbp_mmhg": 120.0,
+    "dbp_mmhg": 80.0,
+    "map_mmhg": 93.0,
+    "temp_c": 36.8,
+}
+
+
+class Feeder:
+    """Plays a board on the master side of a pty: HELLO, then vitals at 10 Hz, STATUS each 1 s."""
+
+    PERIOD_S = 0.1
+
+    def __init__(self) -> None:
+        self.master, self.slave, self.path = open_raw_pty()
+        os.set_blocking(self.master, False)
+        self.values = dict(NORMAL)
+        self.flags = StatusFlag(0)
+        self._seq = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def set(self, **values: float | None) -> None:
+        self.values = {**NORMAL, **values}
+
+    def _write(self, data: bytes) -> None:
+        # Nobody reading yet: a board's UART just keeps talking and the bytes are lost.
+        with contextlib.suppress(BlockingIOError):
+            os.write(self.master, data)
+
+    def _frame(self, make: Callable[..., Any], **kw: Any) -> None:
+        ts = int(time.monotonic() * 1000) & 0xFFFFFFFF
+        self._write(encode(make(seq=self._seq, timestamp_ms=ts, **kw)))
+        self._seq = (self._seq + 1) & 0xFFFF
+
+    def _run(self) -> None:
+        self._write(SYNC)
+        self._frame(HelloFrame, sensors=Sensor.ECG | Sensor.SPO2, vitals_period_ms=100)
+        tick = 0
+        while not self._stop.wait(self.PERIOD_S):
+            self._frame(VitalsFrame, **self.values)
+            if tick % 10 == 0:
+                self._frame(StatusFrame, flags=self.flags)
+            tick += 1
+
+    def start(self) -> Feeder:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        os.close(self.master)
+        os.close(self.slave)
+
+
+class EdgeProcess:
+    """`python -m edge.cli run` with its stderr collected line by line."""
+
+    def __init__(self, config: Path) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edge.cli", "run", "--config", str(config)],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        self._reader = threading.Thread(target=self._collect, daemon=True)
+        self._reader.start()
+
+    def _collect(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            with self._cond:
+                self.lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+
+    def wait_log(self, predicate: Callable[[str], bool], timeout_s: float = 15.0) -> str:
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while True:
+                for line in self.lines:
+                    if predicate(line):
+                        return line
+                left = deadline - time.monotonic()
+                if left <= 0 or self.proc.poll() is not None:
+                    tail = "\n".join(self.lines[-20:])
+                    raise AssertionError(f"log line not seen (rc={self.proc.poll()}):\n{tail}")
+                self._cond.wait(min(left, 0.2))
+
+    def log(self) -> str:
+        with self._cond:
+            return "\n".join(self.lines)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._reader.join(5)
+        return self.proc.returncode
+
+
+def _write_config(
+    path: Path, broker: MosquittoBroker, device: str, serial: str, **alarms: float
+) -> Path:
+    timing = {
+        "onset_s": 0.5,
+        "technical_onset_s": 0.3,
+        "clear_s": 0.5,
+        "stale_s": 1.0,
+        "link_timeout_s": 30.0,
+    }
+    timing.update(alarms)
+    path.write_text(
+        f"""
+[device]
+id = "{device}"
+
+[mqtt]
+host = "{broker.host}"
+port = {broker.port}
+keepalive_s = 2
+reconnect_min_s = 1
+reconnect_max_s = 1
+vitals_interval_s = 0.2
+status_interval_s = 1.0
+
+[[beds]]
+id = "bed1"
+serial = "{serial}"
+
+[alarms]
+"""
+        + "\n".join(f"{k} = {v}" for k, v in timing.items())
+        + "\n"
+    )
+    return path
+
+
+@dataclass
+class Rig:
+    """Broker, a private device id, and factories for edge processes and subscribers."""
+
+    tmp_path: Path
+    broker: MosquittoBroker
+    device: str
+    _collector: Callable[..., MqttCollector]
+    edges: list[EdgeProcess] = field(default_factory=list)
+
+    def config(self, serial: str, **alarms: float) -> Path:
+        path = self.tmp_path / "edge.toml"
+        return _write_config(path, self.broker, self.device, serial, **alarms)
+
+    def edge(self, serial: str, **alarms: float) -> EdgeProcess:
+        proc = EdgeProcess(self.config(serial, **alarms))
+        self.edges.append(proc)
+        return proc
+
+    def subscribe(self, leaf: str = "#", client_id: str | None = None) -> MqttCollector:
+        return self._collector(self.broker, [f"vigil/{self.device}/{leaf}"], client_id=client_id)
+
+
+@pytest.fixture
+def rig(
+    tmp_path: Path,
+    mosquitto: MosquittoBroker,
+    device_id: str,
+    mqtt_collector: Callable[..., MqttCollector],
+) -> Iterator[Rig]:
+    r = Rig(tmp_path, mosquitto, device_id, mqtt_collector)
+    yield r
+    for p in r.edges:
+        p.stop()
+
+
+@pytest.fixture
+def feeder() -> Iterator[Feeder]:
+    f = Feeder()
+    yield f
+    f.close()
+
+
+def _is_alert(kind: str, event: str) -> Callable[[Received], bool]:
+    def match(m: Received) -> bool:
+        return (
+            m.topic.endswith("/alert")
+            and isinstance(m.data, dict)
+            and m.data.get("kind") == kind
+            and m.data.get("event") == event
+        )
+
+    return match
+
+
+def _is_connected_status(m: Received) -> bool:
+    if not m.topic.endswith("/status") or not isinstance(m.data, dict):
+        return False
+    bed = m.data.get("beds", {}).get("bed1", {})
+    return m.data.get("state") == "online" and bed.get("connected") is True
+
+
+def test_desaturation_alert_end_to_end_and_last_will_on_sigkill(
+    rig: Rig, feeder: Feeder
+) -> None:
+    sub = rig.subscribe()
+    edge = rig.edge(feeder.path)
+    sub.wait_for(_is_connected_status, timeout_s=20)
+    feeder.start()
+    vitals = sub.wait_for(
+        lambda m: m.topic.endswith("/vitals") and m.data["values"]["spo2_pct"] == 97.0
+    )
+    assert vitals.data["bed"] == "bed1"
+    assert vitals.data["values"]["hr_bpm"] == 78.0
+    assert vitals.data["time"].endswith("Z")
+
+    feeder.set(spo2_pct=88.0)
+    new = sub.wait_for(_is_alert("spo2_low", "new")).data
+    assert new["priority"] == "medium"
+    assert new["values"] == {"spo2_pct": 88.0}
+    assert new["thresholds"] == {"spo2_low_pct.high": 85.0, "spo2_low_pct.medium": 90.0}
+    assert new["model"] == "fixed-limits/1"
+    assert (new["bed"], new["device"], new["seq"], new["technical"]) == (
+        "bed1", rig.device, 0, False,
+    )
+
+    feeder.set(spo2_pct=82.0)
+    update = sub.wait_for(_is_alert("spo2_low", "update")).data
+    assert (update["id"], update["priority"], update["values"]) == (
+        new["id"], "high", {"spo2_pct": 82.0},
+    )
+    feeder.set()
+    end = sub.wait_for(_is_alert("spo2_low", "end")).data
+    assert (end["id"], end["seq"], end["priority"]) == (new["id"], 2, "high")
+    # Exactly one new/update/end for this episode despite 10 frames per second.
+    assert [a["event"] for a in sub.alerts()] == ["new", "update", "end"]
+
+    edge.proc.send_signal(signal.SIGKILL)
+    edge.proc.wait(10)
+    sub.wait_for(lambda m: m.topic.endswith("/status") and m.data == {"state": "offline"})
+    late = rig.subscribe("status")
+    retained = late.wait_for(lambda m: True)
+    assert retained.retain
+    assert retained.data == {"state": "offline"}
+
+
+def test_broker_outage_loses_no_alert(rig: Rig, feeder: Feeder) -> None:
+    sub = rig.subscribe("alert", client_id=f"nurse-{rig.device}")
+    edge = rig.edge(feeder.path)
+    feeder.start()
+    feeder.set(hr_bpm=130.0)
+    sub.wait_for(_is_alert("hr_high", "new"), timeout_s=20)
+
+    rig.broker.stop()
+    edge.wait_log(lambda line: "disconnected from MQTT broker" in line)
+    # The edge keeps reading and scoring while the broker is away.
+    feeder.set()
+    edge.wait_log(lambda line: "alert end hr_high" in line)
+    feeder.set(spo2_pct=88.0)
+    edge.wait_log(lambda line: "alert new spo2_low" in line)
+    feeder.set(spo2_pct=82.0)
+    edge.wait_log(lambda line: "alert update spo2_low" in line)
+    feeder.set()
+    edge.wait_log(lambda line: "alert end spo2_low" in line)
+    rig.broker.start()
+
+    sub.wait_for(_is_alert("spo2_low", "end"), timeout_s=30)
+    got = [(a["kind"], a["event"], a["priority"]) for a in sub.alerts()]
+    assert got == [
+        ("hr_high", "new", "medium"),
+        ("hr_high", "end", "medium"),
+        ("spo2_low", "new", "medium"),
+        ("spo2_low", "update", "high"),
+        ("spo2_low", "end", "high"),
+    ]
+    # Same order and identities as the edge decided them.
+    logged = [
+        line.split("alert ", 1)[1].split(" priority=")[0]
+        for line in edge.log().splitlines()
+        if " edge.runtime: alert " in line
+    ]
+    published = [
+        f"{a['event']} {a['kind']} bed={a['bed']} id={a['id']} seq={a['seq']}"
+        for a in sub.alerts()
+    ]
+    assert published == logged
+    assert edge.stop() == 0
+
+
+def test_missing_serial_port_is_retried_until_it_appears(rig: Rig) -> None:
+    port = rig.tmp_path / "ttyVIGIL0"
+    sub = rig.subscribe()
+    edge = rig.edge(str(port), link_timeout_s=1.0)
+    error = edge.wait_log(lambda line: " ERROR " in line and str(port) in line)
+    assert "not available" in error
+    # No board: a technical alert, and the runtime carries on.
+    lost = sub.wait_for(_is_alert("link_lost", "new"), timeout_s=20).data
+    assert (lost["priority"], lost["technical"]) == ("high", True)
+    assert edge.proc.poll() is None
+
+    feeder = Feeder()
+    try:
+        port.symlink_to(feeder.path)
+        feeder.start()
+        vitals = sub.wait_for(lambda m: m.topic.endswith("/vitals"), timeout_s=20)
+        assert vitals.data["values"]["spo2_pct"] == 97.0
+        sub.wait_for(_is_alert("link_lost", "end"))
+    finally:
+        feeder.close()
+    assert edge.stop() == 0
+    assert "Traceback" not in edge.log()
+
+
+def test_simulator_demo_scenario_raises_desaturation_and_tachycardia(rig: Rig) -> None:
+    """The shipped demo scenario through `vigil-sim` on a pty: the real board stand-in."""
+    if not (REPO / "firmware_bridge" / "sim" / "scenarios" / "demo.toml").exists():
+        pytest.skip("firmware_bridge/sim/scenarios/demo.toml is not there yet")
+    link = rig.tmp_path / "board"
+    sub = rig.subscribe("alert")
+    sim = subprocess.Popen(
+        [
+            sys.executable, "-m", "firmware_bridge.sim.cli", "--scenario", "demo",
+            "--speed", "30", "--seed", "1", "--link", str(link), "--duration", "400", "-q",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert sim.stdout is not None
+        first = sim.stdout.readline()
+        assert first.startswith("PTY /dev/"), first + (sim.stderr.read() if sim.stderr else "")
+        rig.edge(str(link))
+        desat = sub.wait_for(_is_alert("spo2_low", "new"), timeout_s=30).data
+        assert desat["priority"] in ("medium", "high")
+        assert desat["values"]["spo2_pct"] < 90.0
+        sub.wait_for(
+            lambda m: m.data.get("kind") == "spo2_low" and m.data.get("priority") == "high",
+            timeout_s=30,
+        )
+        tachy = sub.wait_for(_is_alert("hr_high", "new"), timeout_s=30).data
+        assert tachy["values"]["hr_bpm"] > 120.0
+    finally:
+        sim.terminate()
+        sim.wait(10)
