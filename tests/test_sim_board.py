@@ -1,0 +1,261 @@
+"""Sans-I/O board: the frame stream the real Decoder sees, resets, unplugs, commands."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from firmware_bridge.codec import SYNC, Decoder, encode
+from firmware_bridge.frames import (
+    AckFrame,
+    AckResult,
+    Frame,
+    FrameType,
+    HelloFrame,
+    PingFrame,
+    Sensor,
+    SetRatesFrame,
+    StatusFlag,
+    StatusFrame,
+    VitalsFrame,
+    WaveformChannel,
+    WaveformFrame,
+)
+from firmware_bridge.sim.board import Board, BoardConfig
+from firmware_bridge.sim.events import Event, EventKind, parse_event
+from firmware_bridge.sim.generator import SyntheticPatient
+from firmware_bridge.sim.model import PatientModel
+from firmware_bridge.sim.profiles import PROFILES
+
+
+def make_board(events: Sequence[Event] = (), seed: int = 1, **cfg: int) -> Board:
+    model = PatientModel(SyntheticPatient(PROFILES["adult"], seed=seed), events, seed=seed)
+    return Board(model, BoardConfig(**cfg))
+
+
+def run(board: Board, until_ms: int, step_ms: int = 100) -> tuple[bytes, list[Frame], Decoder]:
+    dec = Decoder()
+    wire = bytearray()
+    for t in range(0, until_ms + 1, step_ms):
+        wire += board.advance(t)
+    frames = dec.feed(bytes(wire))
+    return bytes(wire), frames, dec
+
+
+def boots(frames: list[Frame]) -> list[list[Frame]]:
+    """Split the stream at every HELLO."""
+    out: list[list[Frame]] = []
+    for f in frames:
+        if isinstance(f, HelloFrame):
+            out.append([])
+        out[-1].append(f)
+    return out
+
+
+def test_boot_sequence_and_clean_decode():
+    wire, frames, dec = run(make_board(), 60_000)
+    assert wire.startswith(SYNC + encode(frames[0]))
+    assert wire[1:2] != SYNC  # exactly one lone delimiter
+    assert dec.stats.errors == 0
+    assert dec.stats.bytes_dropped == 0
+    assert dec.stats.seq_gaps == 0
+    assert dec.stats.seq_resets == 0
+    hello = frames[0]
+    assert isinstance(hello, HelloFrame)
+    assert hello.seq == 0
+    assert hello.timestamp_ms == 0
+    assert hello.ecg_rate_hz == 250
+    assert hello.ppg_rate_hz == 125
+    assert hello.vitals_period_ms == 1000
+    assert hello.sensors & (Sensor.ECG | Sensor.PPG | Sensor.SPO2) == (
+        Sensor.ECG | Sensor.PPG | Sensor.SPO2
+    )
+    assert [f.seq for f in frames] == list(range(len(frames)))
+    ts = [f.timestamp_ms for f in frames]
+    assert ts == sorted(ts)
+    assert ts[-1] == 60_000
+
+
+def test_vitals_at_1hz_with_plausible_values():
+    _, frames, _ = run(make_board(), 30_000)
+    vitals = [f for f in frames if isinstance(f, VitalsFrame)]
+    assert [v.timestamp_ms for v in vitals] == list(range(1000, 30_001, 1000))
+    for v in vitals:
+        assert v.hr_bpm is not None
+        assert 40 < v.hr_bpm < 120
+        assert v.temp_c is not None
+        assert 35 < v.temp_c < 39
+        assert v.sbp_mmhg is not None
+        assert v.dbp_mmhg is not None
+        assert v.sbp_mmhg > v.dbp_mmhg
+
+
+def test_waveform_chunks_are_contiguous_per_channel():
+    _, frames, _ = run(make_board(), 20_000, step_ms=80)
+    for channel, rate in ((WaveformChannel.ECG_II, 250), (WaveformChannel.PPG, 125)):
+        waves = [f for f in frames if isinstance(f, WaveformFrame) and f.channel is channel]
+        assert {w.rate_hz for w in waves} == {rate}
+        expected = 0
+        for w in waves:
+            assert w.first_sample == expected
+            expected += len(w.samples)
+            assert w.timestamp_ms % 200 == 0  # one chunk every 200 ms
+        assert expected == rate * 20
+
+
+def test_status_periodic_and_on_change():
+    _, frames, _ = run(make_board([parse_event("probe_off@12.3:5")]), 40_000)
+    status = [f for f in frames if isinstance(f, StatusFrame)]
+    gaps = np.diff([s.timestamp_ms for s in status])
+    assert gaps.max() <= 5000
+    flagged = [s for s in status if s.flags & StatusFlag.PROBE_OFF]
+    assert flagged[0].timestamp_ms == 12_400  # first chunk tick at or after onset
+    assert flagged[-1].timestamp_ms < 17_300
+    cleared = next(s for s in status if s.timestamp_ms >= 17_300)
+    assert cleared.flags == StatusFlag(0)
+    assert cleared.timestamp_ms == 17_400
+    spo2 = {v.timestamp_ms: v.spo2_pct for v in frames if isinstance(v, VitalsFrame)}
+    assert all(spo2[t] is None for t in (13_000, 14_000, 17_000))
+    assert spo2[12_000] is not None
+    assert spo2[18_000] is not None
+
+
+def test_lead_off_flattens_ecg_and_invalidates_hr():
+    _, frames, _ = run(make_board([parse_event("lead_off@10:4")]), 20_000)
+    ecg = [
+        f for f in frames if isinstance(f, WaveformFrame) and f.channel is WaveformChannel.ECG_II
+    ]
+    flat = [w for w in ecg if 10_400 <= w.timestamp_ms <= 14_000]
+    assert flat
+    assert all(set(w.samples) == {w.baseline} for w in flat)
+    assert all(len(set(w.samples)) > 5 for w in ecg if w.timestamp_ms < 10_000)
+    hr = {v.timestamp_ms: v.hr_bpm for v in frames if isinstance(v, VitalsFrame)}
+    assert hr[11_000] is None
+    assert hr[9_000] is not None
+    assert any(isinstance(s, StatusFrame) and s.flags & StatusFlag.LEAD_OFF for s in frames)
+
+
+def test_board_reset_restarts_seq_and_timestamps():
+    board = make_board([Event(EventKind.BOARD_RESET, onset_s=20.0, duration_s=1.5)])
+    wire, frames, dec = run(board, 40_000)
+    assert board.stats.boots == 2
+    parts = boots(frames)
+    assert len(parts) == 2
+    first, second = parts
+    assert first[-1].timestamp_ms < 20_000
+    assert second[0].seq == 0
+    assert second[0].timestamp_ms == 0
+    assert [f.seq for f in second] == list(range(len(second)))
+    assert 40_000 - 21_500 - 200 < second[-1].timestamp_ms <= 40_000 - 21_500  # since new boot
+    first_vitals = next(f for f in second if isinstance(f, VitalsFrame))
+    assert first_vitals.timestamp_ms == 1000
+    assert dec.stats.seq_resets == 1
+    assert dec.stats.errors == 0
+    # The new boot starts with its own lone 0x00 before HELLO.
+    assert SYNC + encode(second[0]) in wire
+    wave = [f for f in second if isinstance(f, WaveformFrame)]
+    assert wave[0].first_sample == 0
+
+
+def test_cable_unplug_takes_the_link_down_and_reboots():
+    board = make_board([parse_event("cable_unplug@10:3")])
+    assert board.link_up
+    assert board.next_link_change_ms() == 10_000
+    board.advance(10_000)
+    assert not board.link_up
+    assert not board.powered
+    assert board.next_link_change_ms() == 13_000
+    assert board.advance(12_999) == b""
+    data = board.advance(13_000)
+    assert board.link_up
+    assert data.startswith(SYNC)
+    hello = Decoder().feed(data)[0]
+    assert isinstance(hello, HelloFrame)
+    assert hello.seq == 0
+    assert board.next_link_change_ms() is None
+
+
+def test_ping_and_set_rates_are_acked():
+    board = make_board()
+    dec = Decoder()
+    dec.feed(board.advance(5_000))
+    board.receive(encode(PingFrame(seq=7, nonce=0xDEADBEEF)))
+    board.receive(encode(SetRatesFrame(seq=8, ecg_rate_hz=500, vitals_period_ms=500)))
+    board.receive(encode(SetRatesFrame(seq=9, ppg_rate_hz=5)))  # too slow
+    board.receive(encode(SetRatesFrame(seq=10, vitals_period_ms=100)))  # too fast
+    frames = dec.feed(board.advance(10_000))
+    acks = [f for f in frames if isinstance(f, AckFrame)]
+    assert [(a.acked_seq, a.acked_type, a.result, a.nonce) for a in acks] == [
+        (7, FrameType.PING, AckResult.OK, 0xDEADBEEF),
+        (8, FrameType.SET_RATES, AckResult.OK, 0),
+        (9, FrameType.SET_RATES, AckResult.BAD_ARGUMENT, 0),
+        (10, FrameType.SET_RATES, AckResult.BAD_ARGUMENT, 0),
+    ]
+    assert all(a.timestamp_ms == 5_000 for a in acks)
+    assert dec.stats.errors == 0
+    assert dec.stats.seq_gaps == 0
+    ecg = [
+        f for f in frames if isinstance(f, WaveformFrame) and f.channel is WaveformChannel.ECG_II
+    ]
+    assert {w.rate_hz for w in ecg if w.timestamp_ms > 5_000} == {500}
+    # Sample counter continues across the rate change.
+    expected = ecg[0].first_sample
+    for w in ecg:
+        assert w.first_sample == expected
+        expected += len(w.samples)
+    vitals_ts = [f.timestamp_ms for f in frames if isinstance(f, VitalsFrame)]
+    assert np.diff(vitals_ts).tolist() == [500] * (len(vitals_ts) - 1)
+    assert board.rate_hz(WaveformChannel.PPG) == 125
+
+
+def test_commands_are_lost_while_the_board_is_off():
+    board = make_board([parse_event("board_reset@5:2")])
+    board.advance(6_000)
+    board.receive(encode(PingFrame(seq=1, nonce=1)))
+    frames = Decoder().feed(board.advance(10_000))
+    assert not any(isinstance(f, AckFrame) for f in frames)
+
+
+def test_same_seed_same_bytes_whatever_the_step():
+    events = [parse_event("noise_burst@3:4"), parse_event("desaturation@5+2:5")]
+    a, _, _ = run(make_board(events, seed=4), 15_000, step_ms=20)
+    b, _, _ = run(make_board(events, seed=4), 15_000, step_ms=1000)
+    c, _, _ = run(make_board(events, seed=5), 15_000, step_ms=20)
+    assert a == b
+    assert a != c
+
+
+def test_time_cannot_go_back():
+    board = make_board()
+    board.advance(1000)
+    with pytest.raises(ValueError, match="back"):
+        board.advance(999)
+
+
+def test_ten_minutes_in_uneven_steps_decode_clean():
+    board = make_board()
+    dec = Decoder()
+    n = 0
+    t = 0
+    for step in [1, 7, 333, 1000, 59_999, 20, 5] * 12:
+        t += step
+        n += len(dec.feed(board.advance(t)))
+    assert t > 600_000
+    assert n == board.stats.frames_sent
+    assert dec.stats.errors == 0
+    assert dec.stats.seq_resets == 0
+    assert dec.stats.seq_gaps == 0
+
+
+def test_seq_wraps_without_looking_like_a_reset():
+    board = make_board()
+    board.advance(1_000)
+    board._seq = 65_530  # fast-forward the counter instead of sending 65k frames
+    dec = Decoder(synced=True)  # joining at a frame boundary
+    frames = dec.feed(board.advance(3_000))
+    seqs = [f.seq for f in frames]
+    assert seqs[:8] == [65_530, 65_531, 65_532, 65_533, 65_534, 65_535, 0, 1]
+    assert dec.stats.seq_resets == 0
+    assert dec.stats.seq_gaps == 0

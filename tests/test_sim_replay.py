@@ -1,0 +1,311 @@
+"""Replay: shipped fixtures (always) and the real recordings in ../shared/data (when present)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _data import shared_data_dir
+
+from firmware_bridge.codec import Decoder
+from firmware_bridge.frames import (
+    HelloFrame,
+    Sensor,
+    StatusFlag,
+    StatusFrame,
+    VitalsFrame,
+    WaveformChannel,
+    WaveformFrame,
+)
+from firmware_bridge.sim.board import Board
+from firmware_bridge.sim.events import parse_event
+from firmware_bridge.sim.model import PatientModel
+from firmware_bridge.sim.replay import (
+    FIXTURE_DIR,
+    FIXTURES,
+    RecordingSource,
+    fit_scale,
+    fixture_path,
+    load_bidmc_numerics,
+    load_recording,
+)
+from firmware_bridge.sim.vitals import Vital
+
+pytest.importorskip("wfdb", reason="replay needs the 'sim' extra (wfdb)")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::RuntimeWarning"),  # nanmedian of all-NaN gaps
+    pytest.mark.filterwarnings("ignore:The inplace keyword"),  # inside wfdb, with pandas 3
+]
+
+
+def _board(path: str | Path, events: tuple[str, ...] = (), **kw: float) -> Board:
+    rec = load_recording(path, **kw)
+    model = PatientModel(RecordingSource(rec), [parse_event(e) for e in events], seed=1)
+    return Board(model)
+
+
+def _decode(board: Board, until_ms: int) -> tuple[list, Decoder]:
+    dec = Decoder()
+    frames = []
+    for t in range(0, until_ms + 1, 500):
+        frames += dec.feed(board.advance(t))
+    assert dec.stats.errors == 0
+    return frames, dec
+
+
+# --------------------------------------------------------------------------- shipped fixtures
+
+
+def test_fixtures_are_small_and_attributed():
+    files = list(FIXTURE_DIR.iterdir())
+    assert sum(f.stat().st_size for f in files) < 300_000
+    readme = (FIXTURE_DIR / "README.md").read_text()
+    for needed in ("ODC-By 1.0", "Goldberger", "Moody", "Pimentel", "Johnson", "synthetic"):
+        assert needed in readme
+    for name in FIXTURES:
+        p = fixture_path(name)
+        assert p.exists() or p.with_suffix(".hea").exists() or Path(f"{p}.hea").exists()
+
+
+def test_mitdb_fixture_heart_rate_from_reference_annotations():
+    rec = load_recording("fixture:mitdb-100")
+    assert rec.fs_hz == 360
+    assert rec.ecg_lead == "MLII"
+    assert rec.ecg_mv is not None
+    assert rec.ecg_mv.shape == (360 * 60,)
+    assert rec.sensors == Sensor.ECG
+    hr = rec.vitals[:, Vital.HR]
+    assert np.isfinite(hr[3:]).all()
+    assert 65 < np.nanmedian(hr) < 85  # record 100: sinus rhythm around 75 bpm
+    assert any("annotations" in n for n in rec.notes)
+
+
+def test_mitdb_fixture_replayed_samples_match_the_recording():
+    rec = load_recording("fixture:mitdb-100")
+    board = Board(PatientModel(RecordingSource(rec), seed=1))
+    frames, _ = _decode(board, 10_000)
+    hello = frames[0]
+    assert isinstance(hello, HelloFrame)
+    assert hello.ecg_rate_hz == 360
+    assert hello.ppg_rate_hz == 0
+    ecg = [f for f in frames if isinstance(f, WaveformFrame)]
+    assert {f.channel for f in ecg} == {WaveformChannel.ECG_II}
+    samples = np.concatenate([np.asarray(f.samples, dtype=float) for f in ecg])
+    mv = (samples - ecg[0].baseline) / ecg[0].gain
+    n = mv.shape[0]
+    assert n == 3600
+    # Within quantisation plus the board's 10 uV sensor noise.
+    assert np.max(np.abs(mv - rec.ecg_mv[:n])) < 0.06
+    assert np.corrcoef(mv, rec.ecg_mv[:n])[0, 1] > 0.99
+    assert max(abs(s) for s in samples) <= 32767
+
+
+def test_bidmc_fixture_signals_and_numerics():
+    rec = load_recording("fixture:bidmc-01")
+    assert rec.fs_hz == 125
+    assert rec.ecg_lead == "II"  # header names have leading spaces
+    assert rec.ppg_au is not None
+    assert rec.ecg_mv is not None
+    assert rec.ecg_mv.shape[0] == 2501
+    spo2 = rec.vitals[:, Vital.SPO2]
+    assert np.isnan(spo2[15:17]).all()  # 0 in the file: not measured
+    assert np.isfinite(spo2[:15]).all()
+    assert rec.vitals[0, Vital.RR] == 23.0
+    assert rec.sensors & (Sensor.ECG | Sensor.PPG | Sensor.SPO2 | Sensor.RESP)
+    frames, _ = _decode(_board("fixture:bidmc-01"), 18_000)
+    vitals = {f.timestamp_ms: f for f in frames if isinstance(f, VitalsFrame)}
+    assert vitals[15_000].spo2_pct is None
+    assert vitals[13_000].spo2_pct == 97.0
+    assert vitals[10_000].hr_bpm is not None
+    channels = {f.channel for f in frames if isinstance(f, WaveformFrame)}
+    assert channels == {WaveformChannel.ECG_II, WaveformChannel.PPG}
+
+
+def test_bidmc_numerics_file_alone():
+    v = load_bidmc_numerics(FIXTURE_DIR / "bidmc_01_Numerics.csv")
+    assert v.shape == (21, 7)
+    assert v[0, Vital.HR] == 94.0
+    rec = load_recording(FIXTURE_DIR / "bidmc_01_Numerics.csv")
+    assert rec.fs_hz == 0
+    assert rec.ecg_mv is None
+    # No recorded waveforms: ECG and PPG are synthesised from the replayed rates.
+    frames, _ = _decode(Board(PatientModel(RecordingSource(rec), seed=1)), 5_000)
+    hello = frames[0]
+    assert isinstance(hello, HelloFrame)
+    assert hello.ecg_rate_hz == 250
+    assert hello.ppg_rate_hz == 125
+
+
+def test_mimic_numerics_fixture_held_piecewise_constant():
+    rec = load_recording("fixture:mimic3-numerics")
+    assert rec.vitals.shape[0] == 120 * 60
+    hr = rec.vitals[:, Vital.HR]
+    minutes = hr.reshape(120, 60)
+    assert (minutes == minutes[:, :1]).all()  # constant within each minute
+    assert len(np.unique(hr)) > 10  # but it changes from minute to minute
+    assert np.isfinite(rec.vitals[:, Vital.SPO2]).all()
+    # Non-invasive pressure: sparse readings held for a while.
+    sbp = rec.vitals[:, Vital.SBP]
+    assert 0.3 < np.isfinite(sbp).mean() < 1.0
+    assert any("piecewise-constant" in n for n in rec.notes)
+
+
+def test_replay_with_events_on_top():
+    board = _board("fixture:mimic3-numerics", ("desaturation@10+5:20=10", "probe_off@50:5"))
+    frames, _ = _decode(board, 60_000)
+    spo2 = {f.timestamp_ms: f.spo2_pct for f in frames if isinstance(f, VitalsFrame)}
+    base = spo2[5_000]
+    assert base is not None
+    assert spo2[20_000] == pytest.approx(base - 10, abs=1.0)
+    assert spo2[52_000] is None
+    assert any(isinstance(f, StatusFrame) and f.flags & StatusFlag.PROBE_OFF for f in frames)
+
+
+def test_replay_loops_or_ends():
+    rec = load_recording("fixture:bidmc-01")
+    looping = RecordingSource(rec, loop=True)
+    n = rec.vitals.shape[0]
+    np.testing.assert_array_equal(looping.physiology(3), looping.physiology(3 + n))
+    once = RecordingSource(rec, loop=False)
+    assert np.isnan(once.physiology(100)).all()
+    board = Board(PatientModel(once, seed=1))
+    board.advance(30_000)
+    assert board.finished
+
+
+@pytest.mark.parametrize(
+    ("x", "min_span"),
+    [
+        (np.linspace(0, 1, 50), 20_000),
+        (np.linspace(-3, 2, 50), 20_000),
+        # Far from 0: the baseline (an int16) limits the gain, so fewer counts are used.
+        (np.linspace(100, 101, 50), 200),
+    ],
+)
+def test_fit_scale_fits_int16(x, min_span):
+    gain, baseline = fit_scale(x)
+    counts = np.round(x * gain) + baseline
+    assert counts.min() >= -32768
+    assert counts.max() <= 32767
+    assert np.ptp(counts) > min_span
+    np.testing.assert_allclose((counts - baseline) / gain, x, atol=1.0 / gain)
+
+
+def test_unknown_fixture_and_missing_file():
+    with pytest.raises(ValueError, match="mitdb-100"):
+        load_recording("fixture:nope")
+    with pytest.raises(FileNotFoundError):
+        load_recording("/nonexistent/record")
+
+
+def test_no_heavy_import_at_module_level():
+    code = (
+        "import sys, firmware_bridge.sim, firmware_bridge.sim.cli, firmware_bridge.sim.replay;"
+        "heavy = [m for m in ('wfdb', 'pandas', 'scipy', 'matplotlib') if m in sys.modules];"
+        "print(heavy); sys.exit(1 if heavy else 0)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# ------------------------------------------------------------------------ real recordings
+
+
+def test_mitdb_record_with_reference_annotations():
+    path = shared_data_dir("mitdb", "208")
+    rec = load_recording(path, max_duration_s=120)
+    assert rec.fs_hz == 360
+    assert rec.ecg_mv is not None
+    assert rec.ecg_mv.shape == (360 * 120,)
+    hr = rec.vitals[:, Vital.HR]
+    assert np.isfinite(hr[5:]).mean() > 0.95
+    assert 60 < np.nanmedian(hr) < 130
+
+
+def test_cinc2015_alarm_record_mat_format():
+    path = shared_data_dir("physionet-samples", "a103l")
+    rec = load_recording(path)
+    assert rec.fs_hz == 250
+    assert rec.ecg_lead == "II"
+    assert rec.ppg_au is not None
+    assert rec.duration_s == pytest.approx(330.0)
+    frames, dec = _decode(_board(path), 5_000)
+    assert dec.stats.errors == 0
+    hello = frames[0]
+    assert isinstance(hello, HelloFrame)
+    assert (hello.ecg_rate_hz, hello.ppg_rate_hz) == (250, 250)
+
+
+def test_mimic_numerics_record():
+    path = shared_data_dir("physionet-samples", "mimic3-s25047", "s25047-2704-05-04-10-44n")
+    rec = load_recording(path)
+    assert rec.vitals.shape[0] == 72 * 60
+    assert np.nanmedian(rec.vitals[:, Vital.SPO2]) > 85
+    assert np.isnan(rec.vitals[:60, Vital.SPO2]).all()  # first minute reads 0: not measured
+
+
+def test_mimic_multisegment_waveform_record_with_numerics_and_missing_segments():
+    folder = shared_data_dir("physionet-samples", "mimic3-s00001")
+    path = folder / "s00001-2896-10-10-00-31"
+    # Segment 3975656_0009 (starting 2,227,598 samples in) is not in the folder: a gap.
+    rec = load_recording(path, start_s=2_227_598 / 125 - 10, max_duration_s=20)
+    assert rec.fs_hz == 125
+    assert rec.ecg_mv is not None
+    ecg = rec.ecg_mv
+    assert np.isfinite(ecg[: 125 * 2]).all()
+    assert np.isnan(ecg[125 * 11 :]).all()
+    assert any("numerics" in n for n in rec.notes)
+    board = Board(PatientModel(RecordingSource(rec, loop=False), seed=1))
+    frames, _ = _decode(board, 19_000)
+    lead_off = [f for f in frames if isinstance(f, StatusFrame) and f.flags & StatusFlag.LEAD_OFF]
+    assert lead_off
+    assert lead_off[0].timestamp_ms >= 10_000
+
+
+def test_mimic_multisegment_record_from_the_start():
+    path = shared_data_dir("physionet-samples", "mimic3-s25047") / "s25047-2704-05-04-10-44"
+    rec = load_recording(path, max_duration_s=300)
+    assert rec.fs_hz == 125
+    assert rec.ecg_mv is not None
+    assert np.isfinite(rec.ecg_mv).mean() > 0.2  # this stay has many short gaps
+    assert np.nanmedian(rec.vitals[:, Vital.HR]) > 40
+
+
+def test_bidmc_signals_records():
+    folder = shared_data_dir("bidmc")
+    for csv_file in sorted(folder.glob("bidmc_*_Signals.csv"))[:3]:
+        rec = load_recording(csv_file, max_duration_s=60)
+        assert rec.fs_hz == 125
+        assert rec.ecg_mv is not None
+        assert rec.ecg_mv.shape[0] == 60 * 125
+        assert rec.ppg_au is not None
+        assert 40 < np.nanmedian(rec.vitals[:, Vital.HR]) < 160
+
+
+def test_bedside_record_with_arterial_pressure():
+    path = shared_data_dir("physionet-samples", "03700181")
+    rec = load_recording(path)
+    assert rec.fs_hz == 125
+    assert rec.ecg_lead == "MCL1"
+    bp = rec.vitals[:, [Vital.SBP, Vital.DBP, Vital.MAP]]
+    ok = np.isfinite(bp).all(axis=1)
+    assert ok.mean() > 0.9
+    assert (bp[ok, 0] > bp[ok, 2]).all()
+    assert (bp[ok, 2] > bp[ok, 1]).all()
+
+
+def test_shared_data_dir_skips_or_fails_when_absent(monkeypatch: pytest.MonkeyPatch, tmp_path):
+    import _data  # noqa: PLC0415 - the helper module itself is under test
+
+    monkeypatch.setattr(_data, "SHARED_DATA", tmp_path / "nothing-here")
+    monkeypatch.delenv("VIGIL_REQUIRE_DATA", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="not found"):
+        _data.shared_data_dir("mitdb")
+    monkeypatch.setenv("VIGIL_REQUIRE_DATA", "1")
+    with pytest.raises(pytest.fail.Exception, match="VIGIL_REQUIRE_DATA=1"):
+        _data.shared_data_dir("mitdb")
