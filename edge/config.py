@@ -145,14 +145,16 @@ class LimitRule:
     spec: LimitSpec
     thresholds: tuple[tuple[Priority, float], ...]
 
+    def crossed_all(self, value: float) -> tuple[tuple[Priority, float], ...]:
+        """Every (priority, threshold) that ``value`` crosses, most urgent first."""
+        if self.spec.direction == "low":
+            return tuple((p, t) for p, t in self.thresholds if value < t)
+        return tuple((p, t) for p, t in self.thresholds if value > t)
+
     def crossed(self, value: float) -> tuple[Priority, float] | None:
         """The most urgent (priority, threshold) that ``value`` crosses, or None."""
-        for priority, threshold in self.thresholds:
-            if self.spec.direction == "low" and value < threshold:
-                return priority, threshold
-            if self.spec.direction == "high" and value > threshold:
-                return priority, threshold
-        return None
+        crossed = self.crossed_all(value)
+        return crossed[0] if crossed else None
 
 
 @dataclass(frozen=True, slots=True)

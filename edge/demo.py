@@ -39,15 +39,6 @@ def _free_port() -> int:
         return port
 
 
-def _wait_for_port(host: str, port: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout_s:.0f} s")
-
-
 class EmbeddedBroker:
     """amqtt broker in a background thread with its own event loop (anonymous, loopback only)."""
 
@@ -85,7 +76,8 @@ class EmbeddedBroker:
         self._started.wait(_BROKER_START_TIMEOUT_S)
         if self._error is not None:
             raise RuntimeError(f"embedded broker failed to start: {self._error}")
-        _wait_for_port("127.0.0.1", self.port, _BROKER_START_TIMEOUT_S)
+        if not self._started.is_set():
+            raise TimeoutError(f"embedded broker not listening after {_BROKER_START_TIMEOUT_S} s")
 
     def stop(self) -> None:
         """Shut the broker down and end its thread."""

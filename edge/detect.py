@@ -66,18 +66,20 @@ class FixedLimitsDetector:
             value = sample.get(spec.vital)
             if value is None:
                 continue
-            crossed = rule.crossed(value)
-            if crossed is None:
+            crossed = rule.crossed_all(value)
+            if not crossed:
                 continue
-            priority, threshold = crossed
             relation = "<" if spec.direction == "low" else ">"
+            # Every crossed limit is named with its level, so the text stays true while the
+            # alarm manager still announces a lower priority (its onset delay per level).
+            limits = ", ".join(
+                f"{relation} {t:g} {spec.unit} ({p.label})" for p, t in reversed(crossed)
+            )
             out.append(
                 Detection(
                     kind=spec.kind,
-                    priority=priority,
-                    message=(
-                        f"{spec.label} {value:g} {spec.unit} {relation} {threshold:g} {spec.unit}"
-                    ),
+                    priority=crossed[0][0],
+                    message=f"{spec.label} {value:g} {spec.unit} {limits}",
                     model=self.MODEL,
                     values={spec.vital: value},
                     thresholds={f"{spec.key}.{p.label}": t for p, t in rule.thresholds},

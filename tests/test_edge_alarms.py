@@ -119,6 +119,17 @@ def test_escalation_after_its_own_onset_and_no_deescalation() -> None:
     assert sim.run(10, spo2_pct=88.0) == []  # back to the medium band: stays high, silent
 
 
+def test_message_names_every_crossed_limit_whatever_priority_is_announced() -> None:
+    sim = Sim()
+    sim.run(3, spo2_pct=88.0)
+    new = sim.step(spo2_pct=84.0)  # medium onset (3 s) reached; high only just started
+    assert _summary(new) == [("new", "spo2_low", "medium", "id-0")]
+    assert new[0].message == "SpO2 84 % < 90 % (medium), < 85 % (high)"
+    sim.run(5, spo2_pct=88.0)
+    ended = sim.run(3, spo2_pct=97.0)
+    assert ended[-1].message == "cleared (last: SpO2 88 % < 90 % (medium))"
+
+
 def test_straight_to_high_starts_high() -> None:
     sim = Sim()
     sim.run(4, hr_bpm=160.0)
