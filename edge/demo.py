@@ -156,16 +156,12 @@ def main(argv: list[str] | None = None) -> int:
         with (
             _process(
                 _python_entry(
-                    "firmware_bridge.sim.cli",
-                    "--scenario", str(scenario),
-                    "--speed", str(args.speed),
-                    "--seed", str(args.seed),
-                    "--link", str(link),
-                    "--duration", str(args.duration * args.speed + 60),
+                    "edge.cli", "alerts", "--broker", f"{host}:{port}", "--device", "demo",
+                    "--timeout", str(args.duration),
                 ),
-                log,
-                "simulator",
-            ),
+                None,
+                "alerts",
+            ) as alerts,
             _process(
                 _python_entry(
                     "edge.cli", "run", "--serial", str(link), "--broker", f"{host}:{port}",
@@ -176,12 +172,16 @@ def main(argv: list[str] | None = None) -> int:
             ),
             _process(
                 _python_entry(
-                    "edge.cli", "alerts", "--broker", f"{host}:{port}", "--device", "demo",
-                    "--timeout", str(args.duration),
+                    "firmware_bridge.sim.cli",
+                    "--scenario", str(scenario),
+                    "--speed", str(args.speed),
+                    "--seed", str(args.seed),
+                    "--link", str(link),
+                    "--duration", str(args.duration * args.speed + 60),
                 ),
-                None,
-                "alerts",
-            ) as alerts,
+                log,
+                "simulator",
+            ),
         ):
             print(f"showing alerts for {args.duration:.0f} s (Ctrl-C stops everything)\n",
                   flush=True)

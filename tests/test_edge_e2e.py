@@ -355,8 +355,6 @@ def test_missing_serial_port_is_retried_until_it_appears(rig: Rig) -> None:
 
 def test_simulator_demo_scenario_raises_desaturation_and_tachycardia(rig: Rig) -> None:
     """The shipped demo scenario through `vigil-sim` on a pty: the real board stand-in."""
-    if not (REPO / "firmware_bridge" / "sim" / "scenarios" / "demo.toml").exists():
-        pytest.skip("firmware_bridge/sim/scenarios/demo.toml is not there yet")
     link = rig.tmp_path / "board"
     sub = rig.subscribe("alert")
     sim = subprocess.Popen(
