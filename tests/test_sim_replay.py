@@ -309,3 +309,17 @@ def test_shared_data_dir_skips_or_fails_when_absent(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("VIGIL_REQUIRE_DATA", "1")
     with pytest.raises(pytest.fail.Exception, match="VIGIL_REQUIRE_DATA=1"):
         _data.shared_data_dir("mitdb")
+
+
+def test_replay_without_wfdb_says_which_extra_to_install() -> None:
+    """On a Pi with only the edge extra, replaying WFDB says what to install, no traceback."""
+    probe = (
+        "import sys; sys.modules['wfdb'] = None\n"
+        "from firmware_bridge.sim.cli import main\n"
+        "sys.exit(main(['--replay', 'fixture:mitdb-100', '--duration', '1']))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=False, timeout=60)
+    assert out.returncode == 2
+    assert "pip install 'vigil[sim]'" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -182,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = config_from_args(args)
         board = build_board(config)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, ImportError) as exc:
         print(f"vigil-sim: error: {exc}", file=sys.stderr)
         return _EXIT_USAGE
     for ev in config.events:

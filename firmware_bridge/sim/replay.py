@@ -433,6 +433,22 @@ def _record_base(path: Path) -> Path:
     return path
 
 
+def _wfdb() -> Any:
+    """The ``wfdb`` module, imported only when a WFDB record is replayed.
+
+    It pulls pandas, scipy and matplotlib, which a Raspberry Pi with only the ``edge`` extra
+    does not have; without it, say what to install instead of a bare traceback.
+    """
+    try:
+        import wfdb  # noqa: PLC0415 - heavy: only when replaying
+    except ImportError as exc:
+        raise ImportError(
+            "replaying WFDB records needs the 'sim' extra: pip install 'vigil[sim]' "
+            f"({exc})"
+        ) from exc
+    return wfdb
+
+
 def _read_wfdb_signals(
     base: Path, hdr: Any, sampfrom: int, sampto: int
 ) -> tuple[list[str], NDArray[np.float64]]:
@@ -441,17 +457,15 @@ def _read_wfdb_signals(
     Multi-segment records are read segment by segment; ``~`` segments and segment files that
     are missing become NaN, so one absent file does not make the whole record unreadable.
     """
-    import wfdb  # noqa: PLC0415 - heavy (pandas, scipy, matplotlib): only when replaying
-
+    wfdb = _wfdb()
     if not getattr(hdr, "seg_name", None):
         rec = wfdb.rdrecord(str(base), sampfrom=sampfrom, sampto=sampto)
         return list(rec.sig_name), np.asarray(rec.p_signal, dtype=np.float64)
     seg_names: list[str] = list(hdr.seg_name)
     seg_lens: list[int] = [int(x) for x in hdr.seg_len]
-    if seg_lens[0] == 0:  # variable layout: the first segment lists every signal
-        names = list(wfdb.rdheader(str(base.parent / seg_names[0])).sig_name)
-    else:
-        names = list(wfdb.rdheader(str(base.parent / seg_names[0])).sig_name)
+    # Variable layout (first length 0): the first segment lists every signal; fixed layout:
+    # every segment has the same signals, so the first one names them too.
+    names = list(wfdb.rdheader(str(base.parent / seg_names[0])).sig_name)
     out = np.full((sampto - sampfrom, len(names)), np.nan)
     start = 0
     for seg, length in zip(seg_names, seg_lens, strict=True):
@@ -475,9 +489,7 @@ def _wfdb_beats(base: Path, sampfrom: int, sampto: int, fs: float) -> NDArray[np
     """Beat times (s from sampfrom) from reference annotations ``.atr``, if the file exists."""
     if not base.with_name(base.name + ".atr").exists():
         return None
-    import wfdb  # noqa: PLC0415
-
-    ann = wfdb.rdann(str(base), "atr", sampfrom=sampfrom, sampto=sampto)
+    ann = _wfdb().rdann(str(base), "atr", sampfrom=sampfrom, sampto=sampto)
     symbols = np.asarray(ann.symbol)
     samples = np.asarray(ann.sample, dtype=np.int64)
     beat = np.isin(symbols, list(_BEAT_SYMBOLS))
@@ -504,8 +516,7 @@ def load_wfdb(
     max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
 ) -> Recording:
     """A WFDB record (path without or with the .hea suffix) -> Recording; see module docstring."""
-    import wfdb  # noqa: PLC0415
-
+    wfdb = _wfdb()
     base = _record_base(Path(path))
     hdr = wfdb.rdheader(str(base))
     fs = float(hdr.fs)
