@@ -1,0 +1,73 @@
+"""`vigil-train`: the workstation side of Vigil.
+
+    vigil-train data fetch NAME --dest DIR [--records R ...] [--base-url URL] [--overwrite]
+    vigil-train data list DIR
+
+Exit codes: 0 done, 1 the work failed (network, server, data), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections import Counter
+
+from training.datasets import DatasetError, discover
+from training.fetch import DATABASES, FetchError, fetch
+
+_EXIT_OK, _EXIT_FAILED, _EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="vigil-train", description="Vigil training tools")
+    ap.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    sub = ap.add_subparsers(dest="command", required=True)
+    data = sub.add_parser("data", help="datasets").add_subparsers(dest="action", required=True)
+    fetch_p = data.add_parser(
+        "fetch",
+        help="download a PhysioNet database (needs a network)",
+        description="Known databases: "
+        + "; ".join(f"{d.slug}: {d.title} ({d.use})" for d in DATABASES.values()),
+    )
+    fetch_p.add_argument("name", help=f"one of: {', '.join(DATABASES)}")
+    fetch_p.add_argument("--dest", required=True, help="directory to download into")
+    fetch_p.add_argument("--records", nargs="+", help="only these records (default: all)")
+    fetch_p.add_argument("--base-url", help="a PhysioNet mirror instead of physionet.org")
+    fetch_p.add_argument("--overwrite", action="store_true", help="download complete files again")
+    list_p = data.add_parser("list", help="recordings found in a directory, by patient")
+    list_p.add_argument("directory")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `vigil-train`; returns the exit code."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if args.action == "fetch":
+        if args.name not in DATABASES:
+            print(f"vigil-train: unknown database {args.name!r}; known: "
+                  f"{', '.join(DATABASES)}", file=sys.stderr)
+            return _EXIT_USAGE
+        try:
+            written = fetch(args.name, args.dest, records=args.records,
+                            base_url=args.base_url, overwrite=args.overwrite)
+        except FetchError as exc:
+            print(f"vigil-train: {exc}", file=sys.stderr)
+            return _EXIT_FAILED
+        print(f"{args.name}: {len(written)} file(s) written to {args.dest}")
+        return _EXIT_OK
+    try:
+        found = discover(args.directory)
+    except DatasetError as exc:
+        print(f"vigil-train: {exc}", file=sys.stderr)
+        return _EXIT_USAGE
+    for rec in found:
+        print(f"{rec.patient:<28} {rec.kind:<15} {rec.path}")
+    kinds = Counter(r.kind for r in found)
+    print(f"{len(found)} recording(s) of {len({r.patient for r in found})} patient(s): "
+          + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
+    return _EXIT_OK
