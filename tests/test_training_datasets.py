@@ -95,7 +95,7 @@ def test_discover_groups_the_shared_data_by_patient() -> None:
     in_mitdb = [r for r in found if r.path.parent.name == "mitdb"]
     assert len(in_mitdb) == 26
     assert all(r.patient.startswith("mitdb:") for r in in_mitdb)
-    # Record 100 is also among the PhysioNet samples: the same patient, wherever it lies.
+    # Record 100 lies among the PhysioNet samples, not in mitdb/: still an MIT-BIH patient.
     assert {r.patient for r in found if r.path.name == "100"} == {"mitdb:100"}
 
 
