@@ -1,0 +1,161 @@
+"""Model bundles: written by training, verified and self-tested before the device uses one."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _tflite_builder import dense_float32, dense_int8, int8_reference, quantize_dense
+
+from models.bundle import MANIFEST_FILE, BundleError, content_digest, load_bundle
+from training.bundle import ComponentFile, Golden, write_bundle
+
+REPO = Path(__file__).resolve().parents[1]
+RNG = np.random.default_rng(11)
+W = RNG.normal(size=(3, 8)).astype(np.float32)
+B = RNG.normal(size=3).astype(np.float32)
+X = RNG.uniform(-1, 1, size=(4, 8)).astype(np.float32)
+Q = quantize_dense(W, B, (-1.0, 1.0), (-6.0, 6.0))
+
+
+def _write(tmp_path: Path, name: str = "bundle", **overrides: object) -> Path:
+    (tmp_path / "src").mkdir(exist_ok=True)
+    f32 = tmp_path / "src" / "dense_f32.tflite"
+    i8 = tmp_path / "src" / "dense_i8.tflite"
+    f32.write_bytes(dense_float32(W, B, batch=4))
+    i8.write_bytes(dense_int8(Q, batch=4))
+    kwargs: dict[str, object] = {
+        "bundle_version": "2026.11.24-test",
+        "components": {
+            "reference": ComponentFile("tflite", f32, "reference.tflite"),
+            "detector": ComponentFile("tflite", i8, "detector.tflite"),
+        },
+        "golden": {
+            "reference": Golden(X, X @ W.T + B, atol=1e-5),
+            "detector": Golden(X, int8_reference(Q, X), atol=0.0),
+        },
+        "thresholds": {"detector.mse": 0.25},
+        "scaler": {"mean": [0.0] * 8, "std": [1.0] * 8},
+        "training_data": {"fingerprint": "ab" * 32, "patients": 3},
+        "metrics": {"auroc": 0.97},
+    }
+    kwargs.update(overrides)
+    return write_bundle(tmp_path / name, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_written_bundle_loads_and_scores(tmp_path: Path) -> None:
+    bundle = load_bundle(_write(tmp_path))
+    assert bundle.version == "2026.11.24-test"
+    assert bundle.manifest.thresholds == {"detector.mse": 0.25}
+    np.testing.assert_allclose(bundle.components["reference"].score(X), X @ W.T + B, atol=1e-5)
+    listed = set(bundle.manifest.files)
+    assert listed == {"reference.tflite", "detector.tflite", "golden.npz"}
+
+
+def test_a_bundle_is_never_written_over_another(tmp_path: Path) -> None:
+    _write(tmp_path)
+    with pytest.raises(FileExistsError):
+        _write(tmp_path)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def _edit_manifest(path: Path, edit) -> None:  # type: ignore[no-untyped-def]
+    raw = json.loads((path / MANIFEST_FILE).read_text())
+    edit(raw)
+    (path / MANIFEST_FILE).write_text(json.dumps(raw))
+
+
+def test_edited_threshold_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path)
+    _edit_manifest(path, lambda m: m["thresholds"].update({"detector.mse": 9.0}))
+    with pytest.raises(BundleError, match="edited after the bundle was written"):
+        load_bundle(path)
+
+
+def test_swapped_file_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path)
+    other = dense_float32(W * 2, B, batch=4)
+    assert len(other) == (path / "reference.tflite").stat().st_size
+    (path / "reference.tflite").write_bytes(other)
+    with pytest.raises(BundleError, match=r"reference\.tflite: sha256 differs"):
+        load_bundle(path)
+
+
+def test_truncated_tflite_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path)
+    data = (path / "detector.tflite").read_bytes()
+    (path / "detector.tflite").write_bytes(data[: len(data) // 2])
+    with pytest.raises(BundleError, match=r"detector\.tflite: \d+ bytes, the manifest says"):
+        load_bundle(path)
+
+
+def test_missing_file_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path)
+    (path / "golden.npz").unlink()
+    with pytest.raises(BundleError, match=r"golden\.npz: listed in the manifest but missing"):
+        load_bundle(path)
+
+
+def test_failing_golden_vectors_are_refused(tmp_path: Path) -> None:
+    wrong = Golden(X, X @ W.T + B + 0.01, atol=1e-5)
+    path = _write(tmp_path, golden={"reference": wrong,
+                                    "detector": Golden(X, int8_reference(Q, X), atol=0.0)})
+    with pytest.raises(BundleError, match=r"component reference: golden outputs differ by 0\.01"):
+        load_bundle(path)
+
+
+def test_rehashed_manifest_with_unknown_kind_or_schema_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path)
+
+    def kind(m: dict) -> None:  # type: ignore[type-arg]
+        m["components"]["detector"]["kind"] = "xgboost"
+        m["content_sha256"] = content_digest(m)
+
+    _edit_manifest(path, kind)
+    with pytest.raises(BundleError, match="kind 'xgboost' cannot be loaded here"):
+        load_bundle(path)
+
+    def schema(m: dict) -> None:  # type: ignore[type-arg]
+        m["schema_version"] = 2
+        m["content_sha256"] = content_digest(m)
+
+    _edit_manifest(path, schema)
+    with pytest.raises(BundleError, match="schema_version 2 is not supported"):
+        load_bundle(path)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no manifest.json"),
+        ("{not json", "not valid JSON"),
+        ("[]", "top level must be a JSON object"),
+        ('{"schema_version": 1}', "bundle_version is missing"),
+    ],
+)
+def test_broken_manifest_is_refused(tmp_path: Path, content: str | None, message: str) -> None:
+    path = tmp_path / "b"
+    path.mkdir()
+    if content is not None:
+        (path / MANIFEST_FILE).write_text(content)
+    with pytest.raises(BundleError, match=message):
+        load_bundle(path)
+
+
+def test_golden_vectors_reproduce_in_a_process_without_tensorflow(tmp_path: Path) -> None:
+    path = _write(tmp_path)
+    probe = (
+        "import sys\n"
+        "for m in ('tensorflow', 'keras', 'sklearn'): sys.modules[m] = None\n"
+        "from models.bundle import load_bundle\n"
+        f"b = load_bundle({str(path)!r})\n"
+        "print(b.version, sorted(b.components))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,
+                         text=True, check=False, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "2026.11.24-test ['detector', 'reference']"
