@@ -159,3 +159,19 @@ def test_golden_vectors_reproduce_in_a_process_without_tensorflow(tmp_path: Path
                          text=True, check=False, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "2026.11.24-test ['detector', 'reference']"
+
+
+def test_vigil_train_inspect_prints_a_verified_bundle_and_refuses_a_bad_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from training.cli import main  # noqa: PLC0415
+
+    path = _write(tmp_path)
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "bundle 2026.11.24-test" in out
+    assert "component detector" in out
+    assert "detector.mse" in out
+    (path / "detector.tflite").write_bytes(b"\x00" * 10)
+    assert main(["inspect", str(path)]) == 1
+    assert "REFUSED" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
     vigil-train data fetch NAME --dest DIR [--records R ...] [--base-url URL] [--overwrite]
     vigil-train data list DIR
+    vigil-train inspect BUNDLE [--json]
 
 Exit codes: 0 done, 1 the work failed (network, server, data), 2 bad usage.
 """
@@ -9,10 +10,12 @@ Exit codes: 0 done, 1 the work failed (network, server, data), 2 bad usage.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections import Counter
 
+from models.bundle import MANIFEST_FILE, BundleError, load_bundle
 from training.datasets import DatasetError, discover
 from training.fetch import DATABASES, FetchError, fetch
 
@@ -37,7 +40,37 @@ def _parser() -> argparse.ArgumentParser:
     fetch_p.add_argument("--overwrite", action="store_true", help="download complete files again")
     list_p = data.add_parser("list", help="recordings found in a directory, by patient")
     list_p.add_argument("directory")
+    inspect_p = sub.add_parser("inspect", help="verify a model bundle and show what it holds")
+    inspect_p.add_argument("bundle", help="bundle directory")
+    inspect_p.add_argument("--json", action="store_true", help="print the manifest as JSON")
     return ap
+
+
+def _inspect(path: str, *, as_json: bool) -> int:
+    try:
+        bundle = load_bundle(path)
+    except BundleError as exc:
+        print(f"vigil-train: REFUSED {path}: {exc}", file=sys.stderr)
+        return _EXIT_FAILED
+    m = bundle.manifest
+    if as_json:
+        print(json.dumps(json.loads((bundle.path / MANIFEST_FILE).read_text()), indent=2))
+        return _EXIT_OK
+    print(f"bundle {m.bundle_version}  (schema {m.schema_version}, created {m.created})")
+    print(f"verified: {len(m.files)} file(s) match their sha256; golden vectors reproduce")
+    for name, comp in m.components.items():
+        entry = m.files[comp["file"]]
+        print(f"  component {name:<12} {comp['kind']:<9} {comp['file']:<24} "
+              f"{entry.size:>9,} B  golden atol {m.golden[name]['atol']:.3g}")
+    for title, section in (("thresholds", m.thresholds), ("training data", m.training_data),
+                           ("metrics", m.metrics), ("requires", m.requires)):
+        if section:
+            print(f"{title}:")
+            for key, value in section.items():
+                print(f"  {key:<28} {value}")
+    if m.feature_spec:
+        print(f"feature spec: {json.dumps(m.feature_spec, sort_keys=True)[:200]}")
+    return _EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if args.command == "inspect":
+        return _inspect(args.bundle, as_json=args.json)
     if args.action == "fetch":
         if args.name not in DATABASES:
             print(f"vigil-train: unknown database {args.name!r}; known: "
