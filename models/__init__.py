@@ -1,5 +1,19 @@
-"""Running trained models on the device (the product only loads and runs them; training builds)."""
+"""Running trained models on the device (the product only loads and runs them; training builds).
 
+numpy and the TFLite runtime only: nothing here imports TensorFlow, scikit-learn or pandas.
+"""
+
+from models.bundle import Bundle, BundleError, load_bundle
+from models.features import (
+    FEATURE_SPEC_VERSION,
+    VITAL_NAMES,
+    FeatureSpec,
+    FeatureSpecError,
+    FeatureStream,
+    MultiBedFeatureStream,
+    compute_features,
+)
+from models.scaler import ScalerError, Standardizer
 from models.tflite import (
     BACKENDS,
     ModelError,
@@ -11,9 +25,21 @@ from models.tflite import (
 
 __all__ = [
     "BACKENDS",
+    "FEATURE_SPEC_VERSION",
+    "VITAL_NAMES",
+    "Bundle",
+    "BundleError",
+    "FeatureSpec",
+    "FeatureSpecError",
+    "FeatureStream",
     "ModelError",
+    "MultiBedFeatureStream",
     "NoBackendError",
+    "ScalerError",
+    "Standardizer",
     "TFLiteModel",
     "backend_name",
+    "compute_features",
+    "load_bundle",
     "load_interpreter",
 ]

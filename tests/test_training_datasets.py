@@ -148,7 +148,7 @@ def mirror(tmp_path: Path) -> Iterator[str]:
     for ext in ("hea", "dat", "atr"):
         shutil.copy(_fixture_file(f"{FIXTURE_RECORD}.{ext}"), files)
     (files / "RECORDS").write_text(f"{FIXTURE_RECORD}\n")
-    (files / "ANNOTATORS").write_text("atr\treference beat, rhythm and signal quality annotations\n")
+    (files / "ANNOTATORS").write_text("atr\treference beat and rhythm annotations\n")
 
     def handler(*args, **kwargs):  # type: ignore[no-untyped-def]
         return _PhysioNetMirror(*args, directory=str(root), **kwargs)
