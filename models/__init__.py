@@ -4,6 +4,7 @@ numpy and the TFLite runtime only: nothing here imports TensorFlow, scikit-learn
 """
 
 from models.bundle import Bundle, BundleError, load_bundle
+from models.dbscan import DbscanScorer
 from models.features import (
     FEATURE_SPEC_VERSION,
     VITAL_NAMES,
@@ -13,6 +14,9 @@ from models.features import (
     MultiBedFeatureStream,
     compute_features,
 )
+from models.iforest import IsolationForestScorer
+from models.logistic import LogisticScorer
+from models.npz import ModelFileError
 from models.scaler import ScalerError, Standardizer
 from models.tflite import (
     BACKENDS,
@@ -29,10 +33,14 @@ __all__ = [
     "VITAL_NAMES",
     "Bundle",
     "BundleError",
+    "DbscanScorer",
     "FeatureSpec",
     "FeatureSpecError",
     "FeatureStream",
+    "IsolationForestScorer",
+    "LogisticScorer",
     "ModelError",
+    "ModelFileError",
     "MultiBedFeatureStream",
     "NoBackendError",
     "ScalerError",

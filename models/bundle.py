@@ -30,6 +30,10 @@ from typing import Any, Final, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from models.dbscan import DbscanScorer
+from models.iforest import IsolationForestScorer
+from models.logistic import LogisticScorer
+
 __all__ = [
     "GOLDEN_FILE",
     "MANIFEST_FILE",
@@ -86,6 +90,9 @@ class _TFLiteComponent:
 
 
 register_loader("tflite", _TFLiteComponent)
+register_loader("iforest", IsolationForestScorer.load)
+register_loader("dbscan", DbscanScorer.load)
+register_loader("logistic", LogisticScorer.load)
 
 
 @dataclass(frozen=True, slots=True)

@@ -175,3 +175,59 @@ def test_vigil_train_inspect_prints_a_verified_bundle_and_refuses_a_bad_one(
     (path / "detector.tflite").write_bytes(b"\x00" * 10)
     assert main(["inspect", str(path)]) == 1
     assert "REFUSED" in capsys.readouterr().err
+
+
+def test_numpy_scorers_reproduce_scikit_learn_through_a_bundle_without_sklearn(
+    tmp_path: Path,
+) -> None:
+    from sklearn.cluster import DBSCAN  # noqa: PLC0415
+    from sklearn.ensemble import IsolationForest  # noqa: PLC0415
+    from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
+    from sklearn.preprocessing import StandardScaler  # noqa: PLC0415
+
+    from training.export import (  # noqa: PLC0415
+        export_dbscan,
+        export_isolation_forest,
+        export_logistic,
+    )
+
+    rng = np.random.default_rng(5)
+    train = rng.normal(size=(400, 6))
+    labels = (train[:, 0] + 0.5 * train[:, 1] > 0.3).astype(int)
+    probe = rng.normal(scale=1.5, size=(50, 6))
+    forest = IsolationForest(n_estimators=30, random_state=0).fit(train)
+    clusters = DBSCAN(eps=1.6, min_samples=5).fit(train)
+    scaler = StandardScaler().fit(train)
+    risk = LogisticRegression().fit(scaler.transform(train), labels)
+    src = tmp_path / "src"
+    src.mkdir()
+    export_isolation_forest(forest).save(src / "iforest.npz")
+    export_dbscan(clusters, train).save(src / "dbscan.npz")
+    export_logistic(scaler, risk).save(src / "risk.npz")
+    core = train[clusters.core_sample_indices_]
+    nearest = np.sqrt(((probe[:, None, :] - core[None]) ** 2).sum(-1)).min(1)
+    path = write_bundle(
+        tmp_path / "bundle",
+        bundle_version="classical-test",
+        components={
+            "iforest": ComponentFile("iforest", src / "iforest.npz", "iforest.npz"),
+            "dbscan": ComponentFile("dbscan", src / "dbscan.npz", "dbscan.npz"),
+            "risk": ComponentFile("logistic", src / "risk.npz", "risk.npz"),
+        },
+        golden={
+            "iforest": Golden(probe, forest.score_samples(probe), atol=1e-9),
+            "dbscan": Golden(probe, nearest / 1.6, atol=1e-9),
+            "risk": Golden(probe, risk.predict_proba(scaler.transform(probe))[:, 1], atol=1e-12),
+        },
+    )
+    probe_code = (
+        "import sys\n"
+        "for m in ('tensorflow', 'keras', 'sklearn'): sys.modules[m] = None\n"
+        "from models.bundle import load_bundle\n"
+        f"b = load_bundle({str(path)!r})\n"
+        "print(sorted(b.components))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe_code], cwd=REPO, capture_output=True,
+                         text=True, check=False, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['dbscan', 'iforest', 'risk']"
