@@ -120,6 +120,7 @@ class Manifest:
     training_data: Mapping[str, Any] = field(default_factory=dict)
     metrics: Mapping[str, Any] = field(default_factory=dict)
     requires: Mapping[str, int] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, raw: Any) -> Manifest:
@@ -176,6 +177,7 @@ class Manifest:
             training_data=_field(raw, "training_data", dict, default={}),
             metrics=_field(raw, "metrics", dict, default={}),
             requires=_field(raw, "requires", dict, default={}),
+            extra=_field(raw, "extra", dict, default={}),
         )
 
 

@@ -62,6 +62,7 @@ def write_bundle(
     training_data: Mapping[str, Any] | None = None,
     metrics: Mapping[str, Any] | None = None,
     requires: Mapping[str, int] | None = None,
+    extra: Mapping[str, Any] | None = None,
     created: datetime | None = None,
 ) -> Path:
     """Write a complete bundle directory at ``dest`` (which must not exist yet)."""
@@ -97,6 +98,7 @@ def write_bundle(
             "training_data": dict(training_data or {}),
             "metrics": dict(metrics or {}),
             "requires": dict(requires or {}),
+            "extra": dict(extra or {}),
         }
         manifest["content_sha256"] = content_digest(manifest)
         (stage / MANIFEST_FILE).write_text(
