@@ -166,4 +166,6 @@ class AlarmManager:
             thresholds=dict(d.thresholds),
             time_s=now,
             started_s=track.first_seen_s,
+            scores=dict(d.scores),
+            votes=dict(d.votes),
         )

@@ -49,6 +49,7 @@ __all__ = [
     "LimitRule",
     "LimitSpec",
     "LimitsConfig",
+    "ModelConfig",
     "MqttConfig",
     "TechnicalConfig",
     "apply_overrides",
@@ -179,6 +180,7 @@ TECHNICAL_KINDS: Final[Mapping[str, str]] = {
     "temp_probe_off": "temperature probe off (STATUS flag 0x40)",
     "battery_low": "board battery low (STATUS flag 0x08)",
     "link_lost": "no frame from the board for alarms.link_timeout_s",
+    "model_unavailable": "model.bundle was refused at start-up (fixed limits only)",
 }
 DEFAULT_TECHNICAL: Final[Mapping[str, Priority | None]] = {
     "lead_off": _MED,
@@ -189,6 +191,8 @@ DEFAULT_TECHNICAL: Final[Mapping[str, Priority | None]] = {
     "temp_probe_off": _LOW,
     "battery_low": _LOW,
     "link_lost": _HIGH,
+    # The fixed limits still run; the learned early warnings are what is missing.
+    "model_unavailable": _MED,
 }
 _TECHNICAL_CHOICES: Final = ("low", "medium", "high", "off")
 
@@ -264,6 +268,17 @@ class BufferConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ModelConfig:
+    """The learned model bundle; ``bundle`` is a directory path, "" = fixed limits only.
+
+    Whether the bundle is usable is decided at start-up (`edge.learned.load_learned`), not
+    here: a bad bundle degrades the monitor to fixed limits, it never stops it.
+    """
+
+    bundle: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EdgeConfig:
     """The whole validated configuration."""
 
@@ -274,6 +289,7 @@ class EdgeConfig:
     limits: LimitsConfig
     technical: TechnicalConfig
     buffers: BufferConfig
+    model: ModelConfig = ModelConfig(bundle="")
 
     def topic(self, leaf: str) -> str:
         """``<topic_prefix>/<device id>/<leaf>``, e.g. ``vigil/icu-pi-3/alert``."""
@@ -407,7 +423,9 @@ class _Checker:
 # --------------------------------------------------------------------------------------------
 # Sections parsers
 
-_SECTIONS: Final = ("device", "mqtt", "beds", "alarms", "limits", "technical", "buffers")
+_SECTIONS: Final = (
+    "device", "mqtt", "beds", "alarms", "limits", "technical", "buffers", "model",
+)
 
 
 def _parse_device(c: _Checker, root: Mapping[str, Any]) -> DeviceConfig:
@@ -569,6 +587,17 @@ def _parse_buffers(c: _Checker, root: Mapping[str, Any]) -> BufferConfig:
     )
 
 
+def _parse_model(c: _Checker, root: Mapping[str, Any]) -> ModelConfig:
+    p = "model"
+    t = c.table(root, p, "")
+    c.keys(t, ["bundle"], p)
+    bundle = c.string(t, "bundle", p, "")
+    if bundle and not bundle.strip():
+        c.error(f"{p}.bundle", 'only whitespace; use "" for no model')
+        bundle = ""
+    return ModelConfig(bundle=bundle)
+
+
 def parse_config(data: Mapping[str, Any]) -> EdgeConfig:
     """Validate a parsed TOML document; raises ConfigError listing every problem found."""
     c = _Checker()
@@ -582,6 +611,7 @@ def parse_config(data: Mapping[str, Any]) -> EdgeConfig:
         limits=_parse_limits(c, data),
         technical=_parse_technical(c, data),
         buffers=_parse_buffers(c, data),
+        model=_parse_model(c, data),
     )
     if c.errors:
         raise ConfigError(c.errors)

@@ -51,8 +51,11 @@ class Detection:
     ``kind`` is the stable condition name (``spo2_low``, ``probe_off``); one bed has at most one
     detection per kind at a time. ``values`` holds the measurements that triggered it, keyed with
     units (``spo2_pct``); ``thresholds`` the limits involved, keyed like the configuration.
-    ``model`` names the detector and its version (``fixed-limits/1``) so an alert can be traced
-    to the logic that raised it.
+    ``model`` names the detector and its version (``fixed-limits/1``,
+    ``vitals-bundle/<bundle_version>``) so an alert can be traced to the logic that raised it.
+    Learned detectors also fill ``scores`` (every model score behind the decision, keyed like
+    the bundle's thresholds, e.g. ``iforest.score``) and ``votes`` (per ensemble member, whether
+    it flagged the row); rule-based detectors leave both empty.
     """
 
     kind: str
@@ -62,6 +65,8 @@ class Detection:
     technical: bool = False
     values: Mapping[str, float] = field(default_factory=dict)
     thresholds: Mapping[str, float] = field(default_factory=dict)
+    scores: Mapping[str, float] = field(default_factory=dict)
+    votes: Mapping[str, bool] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,7 +76,8 @@ class AlertEvent:
     ``id`` is a UUID shared by every event of one alert; ``seq`` counts that alert's events
     (0 for ``new``), so ``(id, seq)`` identifies a message and subscribers can de-duplicate
     re-deliveries. Times are monotonic seconds of the edge's clock; the adapter converts them
-    to wall-clock UTC when it publishes.
+    to wall-clock UTC when it publishes. ``scores`` and ``votes`` are those of the detection
+    (empty for fixed limits and technical alerts).
     """
 
     id: str
@@ -87,3 +93,5 @@ class AlertEvent:
     thresholds: Mapping[str, float]
     time_s: float
     started_s: float
+    scores: Mapping[str, float] = field(default_factory=dict)
+    votes: Mapping[str, bool] = field(default_factory=dict)

@@ -79,6 +79,8 @@ def alert_payload(device: str, event: AlertEvent, epoch_s: float, started_epoch_
             "values": _rounded(event.values),
             "thresholds": dict(event.thresholds),
             "model": event.model,
+            "scores": dict(event.scores),
+            "votes": dict(event.votes),
         }
     )
 
@@ -90,15 +92,21 @@ def status_payload(
     version: str,
     beds: Mapping[str, Mapping[str, Any]],
     alerts: Mapping[str, Any],
+    model: Mapping[str, Any] | None = None,
 ) -> bytes:
-    """Retained ``{"state": "online", ...}`` with link and queue counters."""
-    return _dumps(
-        {
-            "state": "online",
-            "device": device,
-            "time": iso_utc(epoch_s),
-            "version": version,
-            "beds": dict(beds),
-            "alerts": dict(alerts),
-        }
-    )
+    """Retained ``{"state": "online", ...}`` with link and queue counters.
+
+    ``model`` (when given) says which learned model scores: ``{"state": "loaded", "version"}``,
+    ``{"state": "refused", "reason"}`` or ``{"state": "off"}``.
+    """
+    body: dict[str, Any] = {
+        "state": "online",
+        "device": device,
+        "time": iso_utc(epoch_s),
+        "version": version,
+        "beds": dict(beds),
+        "alerts": dict(alerts),
+    }
+    if model is not None:
+        body["model"] = dict(model)
+    return _dumps(body)

@@ -26,6 +26,7 @@ from edge.bedstate import BedState, VitalsSample
 from edge.config import EdgeConfig
 from edge.detect import Detector, default_detectors
 from edge.events import AlertEvent
+from edge.learned import load_learned
 from edge.mqtt import MqttPublisher
 from edge.outbox import Outbox
 from edge.payloads import alert_payload, status_payload, vitals_payload
@@ -211,6 +212,12 @@ class Runtime:
     ) -> None:
         self.config = config
         self.clock: Clock = clock or SystemClock()
+        # The learned model is loaded (and verified) here, once; a refused bundle leaves the
+        # fixed limits running plus the technical alert model_unavailable (edge.learned).
+        self.model_status: dict[str, str] | None = None
+        if detectors is None:
+            setup = load_learned(config)
+            detectors, self.model_status = setup.detectors, dict(setup.status)
         self.core = EdgeCore(config, now=self.clock.monotonic(), detectors=detectors)
         self.outbox = Outbox(config.mqtt.queue_max)
         self.publisher = MqttPublisher(
@@ -351,6 +358,7 @@ class Runtime:
                 "frames_dropped": self.frames_dropped,
                 "detector_errors": self.core.detector_errors,
             },
+            model=self.model_status,
         )
 
     def _shutdown(self) -> None:

@@ -104,6 +104,8 @@ def test_alert_payload_shape() -> None:
         "values": {"spo2_pct": 84.0},
         "thresholds": {"spo2_low_pct.high": 85.0},
         "model": "fixed-limits/1",
+        "scores": {},
+        "votes": {},
     }
     assert json.loads(OFFLINE_PAYLOAD) == {"state": "offline"}
     assert iso_utc(0.25) == "1970-01-01T00:00:00.250Z"

@@ -1,0 +1,719 @@
+"""Learned detection: the vitals bundle (models/BUNDLE.md) scored per bed, one row per second.
+
+`LearnedDetector` is a `edge.detect.Detector` like the fixed limits, and runs next to them:
+it adds detections, it never removes or mutes one. `load_learned` builds it from the
+configuration at start-up, or, when the bundle is refused, a `ModelUnavailableDetector` that
+keeps the technical alert ``model_unavailable`` raised while the fixed limits carry on.
+
+Rules (what a trained bundle relies on; see models/BUNDLE.md for the contract itself)
+------------------------------------------------------------------------------------
+
+1. **One feature row per VITALS sample.** Every new row of the bed's `VitalsRing` (one per
+   VITALS frame, nominally 1 Hz) is fed to the bed's `FeatureStream` exactly once, oldest
+   first. A call with no new row feeds nothing and repeats the current detections.
+2. **Gaps.** When two consecutive samples are more than `GAP_S` (1.5 sample periods) apart,
+   ``round(gap / period) - 1`` NaN rows ("not measured") are fed first, so the windows keep
+   meaning seconds. At most the longest feature window of NaN rows is fed: after that many,
+   every window is empty and more NaN rows change nothing (levels carry forward without limit).
+3. **Warm-up.** History counts the real rows fed since start-up (NaN gap rows do not count;
+   a gap at least as long as the shortest window empties it and restarts the count). No vote,
+   risk or ensemble detection until the history covers the shortest feature window (30 s by
+   default); no early warning until it covers the forecaster's ``window_steps``.
+4. **Scores, per new row** (only the newest row of a call is scored; earlier rows of the same
+   call only advance the history, since the alarm manager sees one detection list per call):
+   ``z = scaler(features)``; autoencoder ``mse = mean((out - z)^2)``; IsolationForest
+   ``score_samples``; DBSCAN ``distance / eps``; votes by the manifest thresholds; two or more
+   votes -> ``ensemble_anomaly`` (high). Risk ``P(event)`` on ``[z, mse, iforest, dbscan]`` ->
+   ``risk_high`` (medium). Forecaster ``p_event`` (last element of the packed output) on the
+   last ``window_steps`` scaled vital levels -> ``early_warning`` (medium). Thresholds come
+   only from the manifest.
+5. **Freshness.** Like the fixed limits: no detection when the newest sample is older than
+   ``alarms.stale_s``, or when it holds no valid value at all (no physiological alarm from a
+   reading the board marked not valid). ``values`` holds the sample's valid vitals.
+6. **Refusal before scoring.** A bundle whose feature spec, scaler, thresholds, components or
+   ``extra.forecaster`` this code cannot run is refused with `LearnedModelError` naming the
+   field, at construction, before any row is scored.
+7. **No allocation per tick.** Every array a tick touches is allocated here at construction
+   (per bed: the feature stream and the forecaster ring; shared: scaled rows, model inputs and
+   outputs). The TFLite interpreters are the ones the bundle loader created and verified; they
+   are invoked through zero-copy tensor views (`_TFLiteRunner`). Detections (dicts, strings)
+   are built only when something fires. One thread only: the runtime thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.bedstate import BedState, VitalsRing
+from edge.config import EdgeConfig
+from edge.detect import Detector, default_detectors
+from edge.events import Detection, Priority
+from models.bundle import Bundle, BundleError, load_bundle
+from models.dbscan import DbscanScorer
+from models.features import (
+    FEATURE_SPEC_VERSION,
+    VITAL_NAMES,
+    FeatureSpec,
+    FeatureSpecError,
+    FeatureStream,
+)
+from models.iforest import IsolationForestScorer
+from models.logistic import LogisticScorer
+from models.scaler import ScalerError, Standardizer
+from models.tflite import ModelError, TFLiteModel
+
+__all__ = [
+    "ENSEMBLE",
+    "GAP_S",
+    "MODEL_PREFIX",
+    "THRESHOLD_KEYS",
+    "LearnedDetector",
+    "LearnedModelError",
+    "LearnedSetup",
+    "ModelUnavailableDetector",
+    "load_learned",
+]
+
+_log = logging.getLogger(__name__)
+
+MODEL_PREFIX: Final = "vitals-bundle/"
+"""Alerts of learned detections carry ``model = vitals-bundle/<bundle_version>``."""
+
+ENSEMBLE: Final = ("autoencoder", "iforest", "dbscan")
+"""The unsupervised detectors that vote; `MIN_VOTES` of them make an ``ensemble_anomaly``."""
+MIN_VOTES: Final = 2
+
+THRESHOLD_KEYS: Final[Mapping[str, str]] = {
+    "autoencoder": "autoencoder.mse",
+    "iforest": "iforest.score",
+    "dbscan": "dbscan.ratio",
+    "risk": "risk.probability",
+    "forecaster": "forecaster.p_event",
+}
+"""Component -> manifest threshold key (models/BUNDLE.md)."""
+
+_KINDS: Final[Mapping[str, str]] = {
+    "autoencoder": "tflite",
+    "iforest": "iforest",
+    "dbscan": "dbscan",
+    "risk": "logistic",
+    "forecaster": "tflite",
+}
+
+GAP_S: Final = 1.5
+"""Samples further apart than this many sample periods leave a gap filled with NaN rows."""
+
+_N_VITALS: Final = len(VITAL_NAMES)
+_SCORE_KEYS: Final = (
+    "autoencoder.mse", "iforest.score", "dbscan.ratio", "risk.probability", "forecaster.p_event",
+)
+_QUANTIZED: Final = (np.dtype(np.int8), np.dtype(np.uint8))
+
+
+class LearnedModelError(BundleError):
+    """A verified bundle this code cannot run (spec, scaler, thresholds, shapes); names the field.
+
+    A `BundleError`, so whoever refuses bundles refuses these the same way.
+    """
+
+
+# ------------------------------------------------------------------------------- TFLite runner
+
+
+class _TFLiteRunner:
+    """One batch-1 TFLite model invoked without allocating: same numbers as `TFLiteModel.predict`.
+
+    Why not ``predict``: it returns a copy and allocates rounding temporaries, per call. This
+    runner quantizes into preallocated float32 scratch (TFLite's QUANTIZE rounding, half away
+    from zero, exactly as `models.tflite` does), writes the interpreter's input tensor through a
+    numpy view, and dequantizes the output tensor's view into `out`. The views are dropped
+    before the next ``invoke``, as the interpreter requires. It reuses the interpreter that
+    `models.bundle.load_bundle` created and checked against the golden vectors.
+    """
+
+    def __init__(self, name: str, model: TFLiteModel) -> None:
+        inp, out = model.input_details[0], model.output_details[0]
+        self.name = name
+        self.input_shape = model.input_shape
+        self.output_shape = model.output_shape
+        # The interpreter is private to TFLiteModel; only this class reaches it (see above).
+        self._interpreter: Any = model._interpreter
+        in_dtype, out_dtype = np.dtype(inp["dtype"]), np.dtype(out["dtype"])
+        in_scale, in_zero = (float(v) for v in inp["quantization"])
+        out_scale, out_zero = (float(v) for v in out["quantization"])
+        self._quantize = in_dtype in _QUANTIZED and in_scale > 0
+        self._dequantize = out_dtype in _QUANTIZED and out_scale > 0
+        if not self._quantize and in_dtype != np.float32:
+            raise LearnedModelError(f"component {name}: input dtype {in_dtype} is not supported")
+        if not self._dequantize and out_dtype != np.float32:
+            raise LearnedModelError(f"component {name}: output dtype {out_dtype} is not supported")
+        self._in_scale, self._in_zero = np.float32(in_scale), np.float32(in_zero)
+        self._out_scale, self._out_zero = np.float32(out_scale), np.float32(out_zero)
+        if self._quantize:
+            info = np.iinfo(in_dtype)
+            self._lo, self._hi = np.float32(info.min), np.float32(info.max)
+        self._half = np.float32(0.5)
+        self._in_view = self._interpreter.tensor(int(inp["index"]))
+        self._out_view = self._interpreter.tensor(int(out["index"]))
+        self._scratch = np.zeros(self.input_shape, dtype=np.float32)
+        self._round = np.zeros(self.input_shape, dtype=np.float32)
+        self.out: npt.NDArray[np.float32] = np.zeros(self.output_shape, dtype=np.float32)
+
+    def run(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Infer on ``x`` (float32, the input shape or that shape without its batch axis).
+
+        Returns `out`, overwritten by the next call. ``x`` must be finite (features are).
+        """
+        s = self._scratch
+        if self._quantize:
+            np.divide(x, self._in_scale, out=s)
+            np.copysign(self._half, s, out=self._round)
+            np.add(s, self._round, out=s)
+            np.trunc(s, out=s)
+            np.add(s, self._in_zero, out=s)
+            np.minimum(s, self._hi, out=s)
+            np.maximum(s, self._lo, out=s)
+        else:
+            np.copyto(s, x)
+        view = self._in_view()
+        np.copyto(view, s, casting="unsafe")
+        del view
+        self._interpreter.invoke()
+        view = self._out_view()
+        if self._dequantize:
+            np.subtract(view, self._out_zero, out=self.out, dtype=np.float32)
+            np.multiply(self.out, self._out_scale, out=self.out)
+        else:
+            np.copyto(self.out, view)
+        del view
+        return self.out
+
+
+# ------------------------------------------------------------------------------ bundle checks
+
+
+@dataclass(frozen=True, slots=True)
+class _Forecaster:
+    """``extra.forecaster`` of the manifest, checked."""
+
+    window_steps: int
+    horizon_steps: int
+    step_s: float
+    vitals_mean: npt.NDArray[np.float64]
+    vitals_scale: npt.NDArray[np.float64]
+
+
+def _refuse(message: str) -> LearnedModelError:
+    return LearnedModelError(f"bundle cannot run on this edge: {message}")
+
+
+def _vector(raw: Mapping[str, Any], key: str, *, positive: bool = False) -> npt.NDArray[np.float64]:
+    values = raw.get(key)
+    where = f"extra.forecaster.{key}"
+    if not isinstance(values, list) or len(values) != _N_VITALS:
+        raise _refuse(f"{where} must be a list of {_N_VITALS} numbers, got {values!r}")
+    for i, v in enumerate(values):
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise _refuse(f"{where}[{i}] = {v!r} is not a finite number")
+        if positive and not v > 0:
+            raise _refuse(f"{where}[{i}] = {v!r} must be > 0")
+    return np.array(values, dtype=np.float64)
+
+
+def _positive_int(raw: Mapping[str, Any], key: str) -> int:
+    value = raw.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _refuse(f"extra.forecaster.{key} must be an integer >= 1, got {value!r}")
+    return value
+
+
+def _parse_forecaster(extra: Mapping[str, Any], spec: FeatureSpec) -> _Forecaster:
+    raw = extra.get("forecaster")
+    if not isinstance(raw, Mapping):
+        raise _refuse("extra.forecaster is missing (window_steps, horizon_steps, step_s, ...)")
+    step = raw.get("step_s")
+    if isinstance(step, bool) or not isinstance(step, int | float) or step != spec.sample_period_s:
+        raise _refuse(
+            f"extra.forecaster.step_s = {step!r}; this edge feeds one row per "
+            f"{spec.sample_period_s:g} s (feature_spec.sample_period_s)"
+        )
+    return _Forecaster(
+        window_steps=_positive_int(raw, "window_steps"),
+        horizon_steps=_positive_int(raw, "horizon_steps"),
+        step_s=float(step),
+        vitals_mean=_vector(raw, "vitals_mean"),
+        vitals_scale=_vector(raw, "vitals_scale", positive=True),
+    )
+
+
+def _thresholds(raw: Mapping[str, float]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key in THRESHOLD_KEYS.values():
+        value = raw.get(key)
+        if value is None or not math.isfinite(value):
+            raise _refuse(f"thresholds.{key} is missing or not finite ({value!r})")
+        out[key] = float(value)
+    return out
+
+
+def _tflite(bundle: Bundle, name: str) -> TFLiteModel:
+    model = getattr(bundle.components[name], "model", None)
+    if not isinstance(model, TFLiteModel):
+        raise _refuse(f"component {name}: not a TFLite model")
+    return model
+
+
+def _expect_shape(name: str, what: str, got: tuple[int, ...], want: tuple[int, ...]) -> None:
+    if got != want:
+        raise _refuse(f"component {name}: {what} shape {got}, this edge feeds {want}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """Everything of a bundle the detector uses, checked against what this code computes."""
+
+    spec: FeatureSpec
+    scaler: Standardizer
+    thresholds: Mapping[str, float]
+    forecaster: _Forecaster
+    autoencoder: TFLiteModel
+    iforest: IsolationForestScorer
+    dbscan: DbscanScorer
+    risk: LogisticScorer
+    forecaster_model: TFLiteModel
+
+    @classmethod
+    def check(cls, bundle: Bundle) -> _Plan:
+        """Refuse (`LearnedModelError`) anything this edge cannot run, before any scoring."""
+        m = bundle.manifest
+        required = m.requires.get("feature_spec_version", FEATURE_SPEC_VERSION)
+        if required != FEATURE_SPEC_VERSION:
+            raise _refuse(
+                f"requires.feature_spec_version = {required!r}; this edge computes version "
+                f"{FEATURE_SPEC_VERSION}"
+            )
+        try:
+            spec = FeatureSpec.from_dict(m.feature_spec)
+        except FeatureSpecError as exc:
+            raise _refuse(f"feature_spec.{exc}") from exc
+        try:
+            scaler = Standardizer.from_dict(m.scaler)
+            scaler.check_feature_names(spec.feature_names())
+        except ScalerError as exc:
+            raise _refuse(str(exc)) from exc
+        for name, kind in _KINDS.items():
+            got = m.components.get(name, {}).get("kind")
+            if got != kind:
+                raise _refuse(f"component {name}: expected kind {kind!r}, found {got!r}")
+        n = spec.n_features
+        comps = bundle.components
+        iforest, dbscan, risk = comps["iforest"], comps["dbscan"], comps["risk"]
+        if not isinstance(iforest, IsolationForestScorer) or iforest.n_features != n:
+            raise _refuse(f"component iforest: must score {n} features")
+        if not isinstance(dbscan, DbscanScorer) or dbscan.n_features != n:
+            raise _refuse(f"component dbscan: must score {n} features")
+        if not isinstance(risk, LogisticScorer) or risk.n_features != n + 3:
+            raise _refuse(f"component risk: must score {n} + 3 inputs [z, mse, iforest, dbscan]")
+        ae = _tflite(bundle, "autoencoder")
+        _expect_shape("autoencoder", "input", ae.input_shape, (1, n))
+        _expect_shape("autoencoder", "output", ae.output_shape, (1, n))
+        fc = _parse_forecaster(m.extra, spec)
+        fc_model = _tflite(bundle, "forecaster")
+        _expect_shape("forecaster", "input", fc_model.input_shape, (1, fc.window_steps, _N_VITALS))
+        _expect_shape(
+            "forecaster", "output", fc_model.output_shape,
+            (1, fc.horizon_steps * _N_VITALS + 1),
+        )
+        return cls(
+            spec=spec, scaler=scaler, thresholds=_thresholds(m.thresholds), forecaster=fc,
+            autoencoder=ae, iforest=iforest, dbscan=dbscan, risk=risk, forecaster_model=fc_model,
+        )
+
+
+# ------------------------------------------------------------------------------ per-bed state
+
+
+class _BedState:
+    """One bed's history: feature stream, forecaster ring, warm-up count, current detections."""
+
+    __slots__ = (
+        "detections",
+        "features",
+        "fed_s",
+        "history",
+        "pos",
+        "ring",
+        "scores",
+        "stream",
+        "valid_now",
+    )
+
+    def __init__(self, spec: FeatureSpec, fc: _Forecaster, fill_scaled: npt.NDArray[Any]) -> None:
+        self.stream = FeatureStream(spec)
+        self.features: npt.NDArray[np.float64] | None = None  # the stream's output buffer
+        # Scaled vital levels, written twice (at pos and pos + W) so that the last W rows are
+        # always the contiguous slice ring[pos + 1 : pos + 1 + W], oldest first: no copy.
+        w = fc.window_steps
+        self.ring = np.empty((2 * w, _N_VITALS), dtype=np.float32)
+        self.ring[:] = fill_scaled  # before any reading: the fill value (BUNDLE.md)
+        self.pos = w - 1
+        self.fed_s: float | None = None  # edge time of the last VITALS row fed
+        self.history = 0  # rule 3
+        self.valid_now = False  # the newest sample has at least one valid vital
+        self.detections: list[Detection] = []
+        # Scores of the newest scored row, in _SCORE_KEYS order; NaN = not computed.
+        self.scores = np.full(len(_SCORE_KEYS), np.nan)
+
+
+def _ring_rows(ring: VitalsRing) -> tuple[npt.NDArray[np.float64], int, int]:
+    """(storage, next write index, rows stored) of a VitalsRing, read without copying.
+
+    `VitalsRing.window` copies (an allocation per tick); the detector reads the storage in
+    place instead and never writes to it.
+    """
+    return ring._data, ring._next, ring.count
+
+
+class LearnedDetector:
+    """The vitals bundle as a `Detector`: ensemble, risk and forecaster for each configured bed.
+
+    ``bed_ids``: the beds it will see (state is allocated for each now, none later; an unknown
+    bed gets no learned detections). ``stale_s``: ``alarms.stale_s``. Raises
+    `LearnedModelError` for a bundle it cannot run (rule 6).
+    """
+
+    def __init__(self, bundle: Bundle, bed_ids: Sequence[str], *, stale_s: float = 3.0) -> None:
+        plan = _Plan.check(bundle)
+        self._plan = plan
+        self._model = f"{MODEL_PREFIX}{bundle.version}"
+        self._stale_s = stale_s
+        spec, fc = plan.spec, plan.forecaster
+        self._period_s = spec.sample_period_s
+        self._max_gap_rows = max(spec.window_samples)
+        self._warmup_rows = min(spec.window_samples)
+        self._t = plan.thresholds
+        n = spec.n_features
+        self._n = n
+        # Shared scratch (beds are scored one after another on the runtime thread).
+        self._nan_row = np.full(_N_VITALS, np.nan)
+        self._row = np.empty(_N_VITALS, dtype=np.float64)
+        self._level_idx = np.arange(_N_VITALS, dtype=np.intp) * spec.features_per_vital
+        self._levels = np.empty(_N_VITALS, dtype=np.float64)
+        self._z = np.empty(n, dtype=np.float64)
+        self._z32 = np.empty((1, n), dtype=np.float32)
+        self._diff = np.empty(n, dtype=np.float64)
+        self._risk_in = np.empty(n + 3, dtype=np.float64)
+        self._fc_mean, self._fc_scale = fc.vitals_mean, fc.vitals_scale
+        self._ae = _TFLiteRunner("autoencoder", plan.autoencoder)
+        self._fc = _TFLiteRunner("forecaster", plan.forecaster_model)
+        fill = (np.asarray(spec.fill_values) - fc.vitals_mean) / fc.vitals_scale
+        self._beds = {b: _BedState(spec, fc, fill) for b in bed_ids}
+        _log.info(
+            "learned detector %s: %d features, forecaster window %d s, beds %s",
+            self._model, n, fc.window_steps, ", ".join(bed_ids),
+        )
+
+    @property
+    def model(self) -> str:
+        """See `Detector.model`: ``vitals-bundle/<bundle_version>``."""
+        return self._model
+
+    @property
+    def thresholds(self) -> Mapping[str, float]:
+        """The manifest thresholds in use (rule 4)."""
+        return self._t
+
+    # -- feeding (rules 1-3) -----------------------------------------------------------------
+
+    def _push(self, st: _BedState, sample: npt.NDArray[np.float64]) -> None:
+        """One feature row, and its scaled levels into the forecaster ring."""
+        features = st.features = st.stream.update(sample)
+        features.take(self._level_idx, None, self._levels, "clip")
+        np.subtract(self._levels, self._fc_mean, out=self._levels)
+        np.divide(self._levels, self._fc_scale, out=self._levels)
+        w = self._plan.forecaster.window_steps
+        st.pos = (st.pos + 1) % w
+        st.ring[st.pos] = self._levels
+        st.ring[st.pos + w] = self._levels
+
+    def _feed(self, st: _BedState, ring: VitalsRing) -> bool:
+        """Feed the rows that arrived since the last call; True if there was one."""
+        data, nxt, count = _ring_rows(ring)
+        cap = data.shape[0]
+        new = 0
+        while new < count:
+            t = data[(nxt - 1 - new) % cap, 0]
+            if st.fed_s is not None and not t > st.fed_s:
+                break
+            new += 1
+        for back in range(new, 0, -1):
+            row = data[(nxt - back) % cap]
+            t = float(row[0])
+            if st.fed_s is not None:
+                gap = (t - st.fed_s) / self._period_s
+                if gap > GAP_S:
+                    missing = min(round(gap) - 1, self._max_gap_rows)
+                    for _ in range(missing):
+                        self._push(st, self._nan_row)
+                    if missing >= self._warmup_rows:
+                        st.history = 0
+            np.copyto(self._row, row[1:])
+            self._push(st, self._row)
+            st.history += 1
+            st.fed_s = t
+        if new:
+            st.valid_now = bool(np.isfinite(self._row).any())
+        return new > 0
+
+    # -- scoring (rule 4) --------------------------------------------------------------------
+
+    def _score(self, st: _BedState, ring: VitalsRing) -> None:
+        """Score the newest row; replace the bed's current detections."""
+        st.detections = []
+        st.scores.fill(np.nan)
+        if st.history < self._warmup_rows or st.features is None:
+            return
+        p, t = self._plan, self._t
+        z = p.scaler.transform(st.features, out=self._z)
+        np.copyto(self._z32[0], z)
+        recon = self._ae.run(self._z32)
+        np.subtract(recon[0], z, out=self._diff)
+        mse = float(self._diff.dot(self._diff)) / self._n
+        if_score = p.iforest.update(z)
+        db_ratio = p.dbscan.update(z)
+        risk_in = self._risk_in
+        risk_in[: self._n] = z
+        risk_in[self._n] = mse
+        risk_in[self._n + 1] = if_score
+        risk_in[self._n + 2] = db_ratio
+        risk_p = p.risk.update(risk_in)
+        p_event = math.nan
+        w = p.forecaster.window_steps
+        if st.history >= w:
+            start = st.pos + 1
+            packed = self._fc.run(st.ring[start : start + w])
+            p_event = float(packed[0, -1])
+        sc = st.scores
+        sc[0], sc[1], sc[2], sc[3], sc[4] = mse, if_score, db_ratio, risk_p, p_event
+        votes = (
+            mse > t["autoencoder.mse"],
+            if_score < t["iforest.score"],
+            db_ratio > t["dbscan.ratio"],
+        )
+        ensemble = sum(votes) >= MIN_VOTES
+        risky = risk_p > t["risk.probability"]
+        warning = p_event > t["forecaster.p_event"]  # False while NaN (not warmed up)
+        if not (ensemble or risky or warning):
+            return
+        self._detect(st, ring, (mse, if_score, db_ratio, risk_p, p_event), votes)
+
+    def _detect(
+        self,
+        st: _BedState,
+        ring: VitalsRing,
+        scores_t: tuple[float, float, float, float, float],
+        votes_t: tuple[bool, bool, bool],
+    ) -> None:
+        """Build the detections of a row where something fired (allocates; rare by design)."""
+        t = self._t
+        mse, if_score, db_ratio, risk_p, p_event = scores_t
+        scores = {
+            "autoencoder.mse": mse,
+            "iforest.score": if_score,
+            "dbscan.ratio": db_ratio,
+            "risk.probability": risk_p,
+        }
+        if not math.isnan(p_event):
+            scores["forecaster.p_event"] = p_event
+        votes = dict(zip(ENSEMBLE, votes_t, strict=True))
+        sample = ring.latest()
+        values = (
+            {} if sample is None
+            else {k: v for k, v in sample.values.items() if v is not None}
+        )
+        common = {"model": self._model, "values": values, "scores": scores, "votes": votes}
+        out: list[Detection] = []
+        if sum(votes_t) >= MIN_VOTES:
+            voted = [name for name, v in votes.items() if v]
+            detail = ", ".join(
+                f"{name} {scores[THRESHOLD_KEYS[name]]:.3g}"
+                f" {'<' if name == 'iforest' else '>'} {t[THRESHOLD_KEYS[name]]:.3g}"
+                for name in voted
+            )
+            out.append(
+                Detection(
+                    kind="ensemble_anomaly",
+                    priority=Priority.HIGH,
+                    message=(
+                        f"abnormal vitals pattern: {len(voted)} of {len(ENSEMBLE)} detectors "
+                        f"flag it ({detail})"
+                    ),
+                    thresholds={THRESHOLD_KEYS[n]: t[THRESHOLD_KEYS[n]] for n in ENSEMBLE},
+                    **common,  # type: ignore[arg-type]
+                )
+            )
+        if risk_p > t["risk.probability"]:
+            out.append(
+                Detection(
+                    kind="risk_high",
+                    priority=Priority.MEDIUM,
+                    message=(
+                        f"deterioration risk {risk_p:.2f} > {t['risk.probability']:.2f}"
+                    ),
+                    thresholds={"risk.probability": t["risk.probability"]},
+                    **common,  # type: ignore[arg-type]
+                )
+            )
+        if p_event > t["forecaster.p_event"]:
+            fc = self._plan.forecaster
+            out.append(
+                Detection(
+                    kind="early_warning",
+                    priority=Priority.MEDIUM,
+                    message=(
+                        f"early warning: event forecast within {fc.horizon_steps * fc.step_s:g}"
+                        f" s, probability {p_event:.2f} > {t['forecaster.p_event']:.2f}"
+                    ),
+                    thresholds={"forecaster.p_event": t["forecaster.p_event"]},
+                    **common,  # type: ignore[arg-type]
+                )
+            )
+        st.detections = out
+
+    # -- the Detector protocol ---------------------------------------------------------------
+
+    def update(self, bed: BedState, now: float) -> list[Detection]:
+        """Feed the bed's new VITALS rows, score the newest, report (rules 1-5).
+
+        Repeats the current detections while no new row arrived, as long as the newest sample
+        is fresh (``stale_s``) and holds a valid value.
+        """
+        st = self._beds.get(bed.bed_id)
+        if st is None:
+            return []
+        if self._feed(st, bed.vitals):
+            self._score(st, bed.vitals)
+        if st.fed_s is None or now - st.fed_s > self._stale_s or not st.valid_now:
+            return []
+        return list(st.detections)
+
+    def scores(self, bed_id: str) -> dict[str, float]:
+        """Scores of the bed's newest scored row (empty during warm-up; allocates, not per tick).
+
+        Keys as in detections: ``autoencoder.mse``, ``iforest.score``, ``dbscan.ratio``,
+        ``risk.probability`` and, after its own warm-up, ``forecaster.p_event``.
+        """
+        values = self._beds[bed_id].scores
+        return {k: float(v) for k, v in zip(_SCORE_KEYS, values, strict=True) if not np.isnan(v)}
+
+    def reference_scores(self, bed_id: str) -> dict[str, float]:
+        """The same scores recomputed through the components' batch methods and
+        `TFLiteModel.predict` (allocating reference for tests; equal to `scores`).
+        """
+        st = self._beds[bed_id]
+        if st.history < self._warmup_rows or st.features is None:
+            return {}
+        p = self._plan
+        z = p.scaler.transform(st.features)
+        recon = p.autoencoder.predict(z[None].astype(np.float32))
+        mse = float(np.mean((recon[0].astype(np.float64) - z) ** 2))
+        pair = np.vstack([z, z])  # IsolationForestScorer's batch path fails on 1 row (see report)
+        if_score = float(p.iforest.score(pair)[0])
+        db_ratio = float(p.dbscan.score(pair)[0])
+        risk_p = float(p.risk.score(np.r_[z, mse, if_score, db_ratio][None])[0])
+        out = {
+            "autoencoder.mse": mse,
+            "iforest.score": if_score,
+            "dbscan.ratio": db_ratio,
+            "risk.probability": risk_p,
+        }
+        w = p.forecaster.window_steps
+        if st.history >= w:
+            window = st.ring[st.pos + 1 : st.pos + 1 + w][None]
+            out["forecaster.p_event"] = float(p.forecaster_model.predict(window)[0, -1])
+        return out
+
+
+# ------------------------------------------------------------------------- start-up wiring
+
+
+class ModelUnavailableDetector:
+    """Technical condition ``model_unavailable``: the configured bundle was refused.
+
+    Reported for every bed while the runtime runs (the learned detections are missing on each
+    of them); the fixed limits run regardless.
+    """
+
+    MODEL: Final = "model-loader/1"
+
+    def __init__(self, reason: str, priority: Priority) -> None:
+        self._detection = Detection(
+            kind="model_unavailable",
+            priority=priority,
+            message=f"learned model unavailable, fixed limits only: {reason}",
+            model=self.MODEL,
+            technical=True,
+        )
+
+    @property
+    def model(self) -> str:
+        """See `Detector.model`."""
+        return self.MODEL
+
+    def update(self, bed: BedState, now: float) -> list[Detection]:
+        """The same technical detection on every call."""
+        return [self._detection]
+
+
+@dataclass(frozen=True, slots=True)
+class LearnedSetup:
+    """What start-up decided: the detectors to run and the model status for the retained status.
+
+    ``status`` is ``{"state": "off"}``, ``{"state": "loaded", "version", "model", "bundle"}``
+    or ``{"state": "refused", "bundle", "reason"}``.
+    """
+
+    detectors: list[Detector]
+    status: Mapping[str, str]
+
+
+def load_learned(config: EdgeConfig) -> LearnedSetup:
+    """The fixed-limit and technical detectors, plus the learned one if ``model.bundle`` loads.
+
+    A bundle that fails to load, verify or fit this edge is logged with its reason and
+    replaced by `ModelUnavailableDetector` (priority ``technical.model_unavailable``): a
+    monitor never stops monitoring because a model is bad.
+    """
+    detectors = default_detectors(config.limits, config.technical, config.alarms)
+    path = config.model.bundle
+    if not path:
+        _log.info("no model bundle configured: fixed limits only")
+        return LearnedSetup(detectors, {"state": "off"})
+    try:
+        bundle = load_bundle(path)
+        learned = LearnedDetector(
+            bundle, [b.id for b in config.beds], stale_s=config.alarms.stale_s
+        )
+    except (BundleError, ModelError, OSError, ValueError) as exc:
+        reason = str(exc)
+        _log.error("model bundle %s refused, running on fixed limits only: %s", path, reason)
+    except Exception as exc:  # a monitor must not stop because of a model: keep the traceback
+        reason = f"{type(exc).__name__}: {exc}"
+        _log.exception("model bundle %s failed unexpectedly, fixed limits only", path)
+    else:
+        _log.info("model bundle %s loaded: %s", path, learned.model)
+        return LearnedSetup(
+            [*detectors, learned],
+            {"state": "loaded", "version": bundle.version, "model": learned.model, "bundle": path},
+        )
+    priority = config.technical.priority("model_unavailable")
+    if priority is not None:
+        detectors.append(ModelUnavailableDetector(reason, priority))
+    return LearnedSetup(detectors, {"state": "refused", "bundle": path, "reason": reason})
