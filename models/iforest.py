@@ -89,8 +89,8 @@ class _Workspace:
     tick is one row.
     """
 
-    __slots__ = ("depth", "gather", "go", "isnan", "leaf", "nan_right", "root", "row_offset",
-                 "rows", "spare", "state", "thr", "vals", "x32", "x64")
+    __slots__ = ("depth", "gather", "go", "isnan", "leaf", "leaf_2d", "nan_right", "root",
+                 "row_offset", "rows", "spare", "state", "thr", "vals", "x32", "x64")
 
     def __init__(self, root_state: IntArray, rows: int, n_features: int) -> None:
         n_trees = root_state.shape[0]
@@ -109,6 +109,8 @@ class _Workspace:
         self.isnan = np.empty(shape, dtype=np.bool_)
         self.nan_right = np.empty(shape, dtype=np.bool_)
         self.leaf = np.empty(shape, dtype=np.float64)
+        # (trees, rows) view of ``leaf`` even for one row, so the sum over trees fits ``depth``.
+        self.leaf_2d = self.leaf.reshape(n_trees, rows)
         self.depth = np.empty(rows, dtype=np.float64)
         self.row_offset = (np.arange(rows, dtype=np.intp) * n_features)[np.newaxis, :]
 
@@ -339,7 +341,7 @@ class IsolationForestScorer:
         state = self._walk(ws, rows_in)
         self._state_leaf_value.take(state, None, ws.leaf, "clip")
         # Sum over trees: axis 0, tree after tree, as sklearn accumulates.
-        np.add.reduce(ws.leaf, axis=0, out=ws.depth)
+        np.add.reduce(ws.leaf_2d, axis=0, out=ws.depth)
         if self._denominator != 0.0:
             np.divide(ws.depth, self._denominator, out=out)
         else:  # a single training sample: sklearn sets the ratio to 1

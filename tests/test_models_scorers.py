@@ -552,3 +552,16 @@ def test_device_loads_and_scores_without_sklearn(scorers: dict, tmp_path: Path) 
         np.testing.assert_array_equal(report["scores"][name]["batch"], expected)
         np.testing.assert_allclose(report["scores"][name]["stream"], expected, rtol=0,
                                    atol=STREAM_ATOL)
+
+
+def test_isolation_forest_scores_a_one_row_batch() -> None:
+    """A batch of one row (one bed, one tick) goes through the single-row workspace."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(200, 5))
+    forest = IsolationForest(n_estimators=10, random_state=0).fit(x)
+    scorer = export_isolation_forest(forest)
+    for row in x[:5]:
+        one = scorer.score_samples(row[np.newaxis, :])
+        assert one.shape == (1,)
+        np.testing.assert_allclose(one, forest.score_samples(row[np.newaxis, :]), rtol=0, atol=1e-9)
+        assert abs(one[0] - scorer.update(row)) <= 1e-12  # streaming sums in another order
