@@ -18,14 +18,16 @@ Rules (what a trained bundle relies on; see models/BUNDLE.md for the contract it
 3. **Warm-up.** History counts the real rows fed since start-up (NaN gap rows do not count;
    a gap at least as long as the shortest window empties it and restarts the count). No vote,
    risk or ensemble detection until the history covers the shortest feature window (30 s by
-   default); no early warning until it covers the forecaster's ``window_steps``.
+   default); no early warning until it covers the forecaster's window: ``window_steps``
+   steps of ``step_s`` (a whole number of rows), i.e. ``(window_steps - 1) * step_s + 1`` rows.
 4. **Scores, per new row** (only the newest row of a call is scored; earlier rows of the same
    call only advance the history, since the alarm manager sees one detection list per call):
    ``z = scaler(features)``; autoencoder ``mse = mean((out - z)^2)``; IsolationForest
    ``score_samples``; DBSCAN ``distance / eps``; votes by the manifest thresholds; two or more
    votes -> ``ensemble_anomaly`` (high). Risk ``P(event)`` on ``[z, mse, iforest, dbscan]`` ->
    ``risk_high`` (medium). Forecaster ``p_event`` (last element of the packed output) on the
-   last ``window_steps`` scaled vital levels -> ``early_warning`` (medium). Thresholds come
+   last ``window_steps`` scaled vital levels, ``step_s`` apart, newest last ->
+   ``early_warning`` (medium). Thresholds come
    only from the manifest.
 5. **Freshness.** Like the fixed limits: no detection when the newest sample is older than
    ``alarms.stale_s``, or when it holds no valid value at all (no physiological alarm from a
@@ -206,8 +208,14 @@ class _Forecaster:
     window_steps: int
     horizon_steps: int
     step_s: float
+    stride: int  # feature rows (seconds) between two forecaster steps
     vitals_mean: npt.NDArray[np.float64]
     vitals_scale: npt.NDArray[np.float64]
+
+    @property
+    def span_rows(self) -> int:
+        """Rows of 1 Hz history one forecaster window covers, oldest to newest step."""
+        return (self.window_steps - 1) * self.stride + 1
 
 
 def _refuse(message: str) -> LearnedModelError:
@@ -238,16 +246,23 @@ def _parse_forecaster(extra: Mapping[str, Any], spec: FeatureSpec) -> _Forecaste
     raw = extra.get("forecaster")
     if not isinstance(raw, Mapping):
         raise _refuse("extra.forecaster is missing (window_steps, horizon_steps, step_s, ...)")
-    step = raw.get("step_s")
-    if isinstance(step, bool) or not isinstance(step, int | float) or step != spec.sample_period_s:
+    raw_step = raw.get("step_s")
+    step = (
+        float(raw_step)
+        if isinstance(raw_step, int | float) and not isinstance(raw_step, bool)
+        else math.nan
+    )
+    stride = round(step / spec.sample_period_s) if step > 0 else 0
+    if stride < 1 or not math.isclose(stride * spec.sample_period_s, step):
         raise _refuse(
-            f"extra.forecaster.step_s = {step!r}; this edge feeds one row per "
-            f"{spec.sample_period_s:g} s (feature_spec.sample_period_s)"
+            f"extra.forecaster.step_s = {raw_step!r}; this edge feeds one row per "
+            f"{spec.sample_period_s:g} s, so a step must be a whole number of rows"
         )
     return _Forecaster(
         window_steps=_positive_int(raw, "window_steps"),
         horizon_steps=_positive_int(raw, "horizon_steps"),
-        step_s=float(step),
+        step_s=step,
+        stride=stride,
         vitals_mean=_vector(raw, "vitals_mean"),
         vitals_scale=_vector(raw, "vitals_scale", positive=True),
     )
@@ -358,12 +373,13 @@ class _BedState:
     def __init__(self, spec: FeatureSpec, fc: _Forecaster, fill_scaled: npt.NDArray[Any]) -> None:
         self.stream = FeatureStream(spec)
         self.features: npt.NDArray[np.float64] | None = None  # the stream's output buffer
-        # Scaled vital levels, written twice (at pos and pos + W) so that the last W rows are
-        # always the contiguous slice ring[pos + 1 : pos + 1 + W], oldest first: no copy.
-        w = fc.window_steps
-        self.ring = np.empty((2 * w, _N_VITALS), dtype=np.float32)
+        # Scaled vital levels of the last S = span_rows seconds, written twice (at pos and
+        # pos + S) so that they are always the slice ring[pos + 1 : pos + 1 + S], oldest first;
+        # the forecaster sees every stride-th row of it (a view: no copy).
+        span = fc.span_rows
+        self.ring = np.empty((2 * span, _N_VITALS), dtype=np.float32)
         self.ring[:] = fill_scaled  # before any reading: the fill value (BUNDLE.md)
-        self.pos = w - 1
+        self.pos = span - 1
         self.fed_s: float | None = None  # edge time of the last VITALS row fed
         self.history = 0  # rule 3
         self.valid_now = False  # the newest sample has at least one valid vital
@@ -416,8 +432,8 @@ class LearnedDetector:
         fill = (np.asarray(spec.fill_values) - fc.vitals_mean) / fc.vitals_scale
         self._beds = {b: _BedState(spec, fc, fill) for b in bed_ids}
         _log.info(
-            "learned detector %s: %d features, forecaster window %d s, beds %s",
-            self._model, n, fc.window_steps, ", ".join(bed_ids),
+            "learned detector %s: %d features, forecaster window %g s, beds %s",
+            self._model, n, fc.span_rows * spec.sample_period_s, ", ".join(bed_ids),
         )
 
     @property
@@ -438,10 +454,10 @@ class LearnedDetector:
         features.take(self._level_idx, None, self._levels, "clip")
         np.subtract(self._levels, self._fc_mean, out=self._levels)
         np.divide(self._levels, self._fc_scale, out=self._levels)
-        w = self._plan.forecaster.window_steps
-        st.pos = (st.pos + 1) % w
+        span = self._plan.forecaster.span_rows
+        st.pos = (st.pos + 1) % span
         st.ring[st.pos] = self._levels
-        st.ring[st.pos + w] = self._levels
+        st.ring[st.pos + span] = self._levels
 
     def _feed(self, st: _BedState, ring: VitalsRing) -> bool:
         """Feed the rows that arrived since the last call; True if there was one."""
@@ -495,10 +511,10 @@ class LearnedDetector:
         risk_in[self._n + 2] = db_ratio
         risk_p = p.risk.update(risk_in)
         p_event = math.nan
-        w = p.forecaster.window_steps
-        if st.history >= w:
+        fc = p.forecaster
+        if st.history >= fc.span_rows:
             start = st.pos + 1
-            packed = self._fc.run(st.ring[start : start + w])
+            packed = self._fc.run(st.ring[start : start + fc.span_rows : fc.stride])
             p_event = float(packed[0, -1])
         sc = st.scores
         sc[0], sc[1], sc[2], sc[3], sc[4] = mse, if_score, db_ratio, risk_p, p_event
@@ -624,9 +640,8 @@ class LearnedDetector:
         z = p.scaler.transform(st.features)
         recon = p.autoencoder.predict(z[None].astype(np.float32))
         mse = float(np.mean((recon[0].astype(np.float64) - z) ** 2))
-        pair = np.vstack([z, z])  # IsolationForestScorer's batch path fails on 1 row (see report)
-        if_score = float(p.iforest.score(pair)[0])
-        db_ratio = float(p.dbscan.score(pair)[0])
+        if_score = float(p.iforest.score(z[None])[0])
+        db_ratio = float(p.dbscan.score(z[None])[0])
         risk_p = float(p.risk.score(np.r_[z, mse, if_score, db_ratio][None])[0])
         out = {
             "autoencoder.mse": mse,
@@ -634,9 +649,9 @@ class LearnedDetector:
             "dbscan.ratio": db_ratio,
             "risk.probability": risk_p,
         }
-        w = p.forecaster.window_steps
-        if st.history >= w:
-            window = st.ring[st.pos + 1 : st.pos + 1 + w][None]
+        fc = p.forecaster
+        if st.history >= fc.span_rows:
+            window = st.ring[st.pos + 1 : st.pos + 1 + fc.span_rows : fc.stride][None]
             out["forecaster.p_event"] = float(p.forecaster_model.predict(window)[0, -1])
         return out
 

@@ -42,7 +42,7 @@ from edge.payloads import alert_payload
 from edge.runtime import EdgeCore, Runtime
 from firmware_bridge.frames import VitalsFrame
 from models.bundle import MANIFEST_FILE, load_bundle
-from models.features import compute_features
+from models.features import VITAL_NAMES, compute_features
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = f"vitals-bundle/{vb.VERSION}"
@@ -468,3 +468,42 @@ def test_vigil_edge_run_with_a_bundle_publishes_learned_alerts(  # noqa: PLR0917
     finally:
         edge.stop()
         feeder.close()
+
+
+def test_forecaster_steps_of_several_seconds_see_every_stride_th_row(
+    built: vb.VitalsBundle, tmp_path: Path
+) -> None:
+    """step_s = 2: the forecaster input is the scaled levels of every 2nd second, newest last."""
+    fc = dict(built.manifest_fields["extra"]["forecaster"], step_s=2)
+    learned = LearnedDetector(load_bundle(built.variant(tmp_path / "s2", extra={"forecaster": fc})),
+                              ["bed1"])
+    plan = learned._plan
+    assert plan.forecaster.stride == 2
+    assert plan.forecaster.span_rows == (vb.WINDOW - 1) * 2 + 1
+    bed = BedState("bed1", now=0.0, vitals_history_s=600, waveform_history_s=30)
+    rows = vb.normal_vitals(NORMAL_SEED, 90)
+    sent = []
+    for k, row in enumerate(rows):
+        frame = _frame(k, row)
+        bed.apply(frame, float(k))
+        learned.update(bed, float(k))
+        sent.append([np.nan if getattr(frame, n) is None else getattr(frame, n)
+                     for n in VITAL_FIELDS])
+    features = compute_features(np.array(sent, dtype=np.float64), plan.spec)
+    levels = features[:, [plan.spec.feature_names().index(n) for n in VITAL_NAMES]]
+    scaled = ((levels - plan.forecaster.vitals_mean) / plan.forecaster.vitals_scale)
+    want = scaled[-1 - (vb.WINDOW - 1) * 2 :: 2].astype(np.float32)
+    st = learned._beds["bed1"]
+    span = plan.forecaster.span_rows
+    got = st.ring[st.pos + 1 : st.pos + 1 + span : plan.forecaster.stride]
+    np.testing.assert_array_equal(got, want)
+    assert "forecaster.p_event" in learned.scores("bed1")
+
+
+def test_a_forecaster_step_that_is_not_a_whole_number_of_rows_is_refused(
+    built: vb.VitalsBundle, tmp_path: Path
+) -> None:
+    fc = dict(built.manifest_fields["extra"]["forecaster"], step_s=1.5)
+    bundle = load_bundle(built.variant(tmp_path / "s15", extra={"forecaster": fc}))
+    with pytest.raises(LearnedModelError, match="whole number of rows"):
+        LearnedDetector(bundle, ["bed1"])
