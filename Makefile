@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 DEMO_STAMP := $(VENV)/.installed-demo
 TEST_STAMP := $(VENV)/.installed-all
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test lint typecheck bench bundle clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,27 @@ typecheck: $(TEST_STAMP)
 bench: $(TEST_STAMP)
 	$(PY) benchmarks/codec_throughput.py
 	$(PY) benchmarks/e2e_latency.py
+
+# The default model bundle shipped in the package (models/bundles/default/), rebuilt with
+#   vigil-train fit --preset default --seed 0 --data ../shared/data --out models/bundles/default
+# Calibrated on the real numerics in ../shared/data when that folder exists, else on the
+# shipped MIMIC-III excerpt; trained on the calibrated synthetic cohort. Seeds are fixed and
+# SOURCE_DATE_EPOCH (the `created` field) is the last commit touching the training code, so
+# the same inputs give the same bundle. The float32 TFLite references go to build/.
+BUNDLE_DIR  := models/bundles/default
+BUNDLE_DATA ?= $(wildcard ../shared/data)
+BUNDLE_EPOCH ?= $(shell git log -1 --format=%ct -- training models/features.py 2>/dev/null || echo 0)
+
+bundle: $(TEST_STAMP)
+	rm -rf $(BUNDLE_DIR).new build/bundle-reference
+	mkdir -p $(dir $(BUNDLE_DIR))
+	SOURCE_DATE_EPOCH=$(BUNDLE_EPOCH) $(VENV)/bin/vigil-train -v fit --preset default --seed 0 \
+		$(if $(BUNDLE_DATA),--data $(BUNDLE_DATA)) --out $(BUNDLE_DIR).new \
+		--reference build/bundle-reference
+	rm -rf $(BUNDLE_DIR)
+	mv $(BUNDLE_DIR).new $(BUNDLE_DIR)
+	$(VENV)/bin/vigil-train inspect $(BUNDLE_DIR)
+	du -sh $(BUNDLE_DIR)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -231,3 +231,8 @@ def test_numpy_scorers_reproduce_scikit_learn_through_a_bundle_without_sklearn(
                          text=True, check=False, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "['dbscan', 'iforest', 'risk']"
+
+
+def test_a_written_bundle_is_readable_by_other_users(tmp_path: Path) -> None:
+    """The edge service may run as another user than the one who trained."""
+    assert _write(tmp_path).stat().st_mode & 0o755 == 0o755

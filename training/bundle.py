@@ -107,6 +107,7 @@ def write_bundle(
         for p in stage.iterdir():
             with p.open("rb") as f:
                 os.fsync(f.fileno())
+        stage.chmod(0o755)  # mkdtemp makes it private; a bundle is read by the service user
         stage.rename(target)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)

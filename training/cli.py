@@ -3,6 +3,11 @@
     vigil-train data fetch NAME --dest DIR [--records R ...] [--base-url URL] [--overwrite]
     vigil-train data list DIR
     vigil-train inspect BUNDLE [--json]
+    vigil-train fit [--data DIR] --out BUNDLE [--preset tiny|default] [--seed N] [--reference DIR]
+    vigil-train calibrate [--data DIR] --out DIR [--seed N]
+
+`fit` and `calibrate` calibrate on the real numerics found in ``--data`` (MIMIC-III numerics,
+BIDMC Numerics), or on the shipped 2 h MIMIC-III excerpt when it is not given.
 
 Exit codes: 0 done, 1 the work failed (network, server, data), 2 bad usage.
 """
@@ -14,6 +19,7 @@ import json
 import logging
 import sys
 from collections import Counter
+from pathlib import Path
 
 from models.bundle import MANIFEST_FILE, BundleError, load_bundle
 from training.datasets import DatasetError, discover
@@ -43,6 +49,26 @@ def _parser() -> argparse.ArgumentParser:
     inspect_p = sub.add_parser("inspect", help="verify a model bundle and show what it holds")
     inspect_p.add_argument("bundle", help="bundle directory")
     inspect_p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    fit_p = sub.add_parser(
+        "fit",
+        help="train every model of a vitals bundle and write it (models/BUNDLE.md)",
+        description="Calibrate on real numerics, train on a calibrated synthetic cohort split "
+        "by patient, and write a verified bundle. Rules: training/fit.py.",
+    )
+    fit_p.add_argument("--data", help="directory with real numerics (default: shipped excerpt)")
+    fit_p.add_argument("--out", required=True, help="bundle directory to create (must not exist)")
+    fit_p.add_argument("--preset", default="default", help="tiny (tests, CI) or default")
+    fit_p.add_argument("--seed", type=int, help="seed of every random step (default: preset's)")
+    fit_p.add_argument("--reference", help="also write the float32 TFLite references here")
+    cal_p = sub.add_parser(
+        "calibrate",
+        help="real-vs-synthetic calibration: calibration.json and calibration.png",
+    )
+    cal_p.add_argument("--data", help="directory with real numerics (default: shipped excerpt)")
+    cal_p.add_argument("--out", required=True, help="directory to write into (created)")
+    cal_p.add_argument("--seed", type=int, default=0, help="seed of the synthetic cohort")
+    cal_p.add_argument("--patients", type=int, default=20, help="synthetic patients to plot")
+    cal_p.add_argument("--hours", type=float, default=6.0, help="hours per synthetic patient")
     return ap
 
 
@@ -73,7 +99,61 @@ def _inspect(path: str, *, as_json: bool) -> int:
     return _EXIT_OK
 
 
-def main(argv: list[str] | None = None) -> int:
+def _fit(args: argparse.Namespace) -> int:
+    from training.fit import PRESETS, fit  # noqa: PLC0415 - TensorFlow only when training
+
+    if args.preset not in PRESETS:
+        print(f"vigil-train: unknown preset {args.preset!r}; known: {', '.join(PRESETS)}",
+              file=sys.stderr)
+        return _EXIT_USAGE
+    config = PRESETS[args.preset]
+    if args.seed is not None:
+        config = config.with_seed(args.seed)
+    out = Path(args.out)
+    if out.exists():
+        print(f"vigil-train: {out} exists; a bundle is never written over another",
+              file=sys.stderr)
+        return _EXIT_USAGE
+    try:
+        written = fit(config, Path(args.data) if args.data else None, out,
+                      reference_dir=Path(args.reference) if args.reference else None)
+    except (DatasetError, ValueError, OSError) as exc:
+        print(f"vigil-train: fit failed: {exc}", file=sys.stderr)
+        return _EXIT_FAILED
+    print(f"bundle written to {written}; check it with: vigil-train inspect {written}")
+    return _EXIT_OK
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from training.calibration import calibrate, plot_calibration  # noqa: PLC0415
+    from training.fit import load_real_numerics  # noqa: PLC0415
+    from training.synth import synth_cohort  # noqa: PLC0415
+
+    try:
+        real = load_real_numerics(Path(args.data) if args.data else None)
+    except (DatasetError, ValueError, OSError) as exc:
+        print(f"vigil-train: calibrate failed: {exc}", file=sys.stderr)
+        return _EXIT_FAILED
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = calibrate(list(real.records))
+    (out / "calibration.json").write_text(
+        json.dumps({"source": real.source, "files": sorted(p.name for p in real.files),
+                    **result.to_dict()}, indent=2, sort_keys=True) + "\n",
+        encoding="utf-8",
+    )
+    cohort = synth_cohort(args.patients, args.hours, result, args.seed, event_free_fraction=1.0)
+    plot_calibration(
+        list(real.records), cohort, out / "calibration.png",
+        sample_period_s=result.sample_period_s,
+        synth_label=f"synthetic, seed {args.seed}, no events",
+    )
+    print(f"{real.source}: {len(real.records)} record(s) of {len(real.patients)} patient(s); "
+          f"wrote {out / 'calibration.json'} and {out / 'calibration.png'}")
+    return _EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one return per command
     """Entry point of `vigil-train`; returns the exit code."""
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -82,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.command == "inspect":
         return _inspect(args.bundle, as_json=args.json)
+    if args.command == "fit":
+        return _fit(args)
+    if args.command == "calibrate":
+        return _calibrate(args)
     if args.action == "fetch":
         if args.name not in DATABASES:
             print(f"vigil-train: unknown database {args.name!r}; known: "
