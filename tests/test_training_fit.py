@@ -30,12 +30,12 @@ from training.cli import main
 from training.fit import (
     PRESETS,
     Prepared,
+    cut_for_max_fpr,
     cut_for_precision,
     fit,
     forecaster_windows,
     oversample_training_rows,
     prepare,
-    youden_cut,
 )
 from training.nets import split_packed
 
@@ -182,12 +182,15 @@ def test_forecaster_input_scaling_is_the_manifests(bundle: Bundle, prepared: Pre
     np.testing.assert_array_equal(prepared.fc_scale, fc["vitals_scale"])
 
 
-def test_youden_cut_flags_what_its_roc_point_counts() -> None:
-    scores = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
-    y = np.array([False, False, True, False, True, True])
-    cut = youden_cut(scores, y)
-    # best J: flag >= 0.5 (TPR 2/3, FPR 0) or >= 0.3 (TPR 1, FPR 1/3): equal J, higher cut wins
-    assert cut == pytest.approx(0.45)
+def test_vote_cut_maximises_tpr_within_the_false_positive_budget() -> None:
+    scores = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
+    y = np.array([False, False, False, True, False, True, True, False])
+    # Negatives: 0.1 0.2 0.3 0.5 0.8. FPR <= 0.2 allows one false positive (0.8): flag >= 0.6,
+    # TPR 2/3; FPR <= 0.4 allows two: flag >= 0.4 picks up the third positive, TPR 1.
+    assert cut_for_max_fpr(scores, y, 0.2) == (pytest.approx(0.55), pytest.approx(0.2))
+    assert cut_for_max_fpr(scores, y, 0.4) == (pytest.approx(0.35), pytest.approx(0.4))
+    # No false positive allowed, and the top score is a negative: never vote.
+    assert cut_for_max_fpr(scores, y, 0.0) == (pytest.approx(0.8), 0.0)
 
 
 def test_cut_for_precision_maximises_recall_at_the_stated_precision() -> None:

@@ -22,10 +22,11 @@ Detectors and their rules (thresholds are stored in the manifest, nowhere else):
 - AUTOENCODER (Keras, shipped as full-int8 TFLite): trained on training normals to reconstruct
   ``z``; score ``mse = mean((out - z)^2)``. Latent size and dropout: the grid pair with the
   highest validation AUROC (mse vs event rows), ties to the lower validation-normal loss.
-  THRESHOLD: Youden's J on the validation ROC curve of the int8 model's mse (the model that
-  ships): the cut maximising TPR - FPR, placed half-way between the two adjacent distinct
+  THRESHOLD: on the validation ROC curve of the int8 model's mse (the model that ships), the
+  point of highest TPR whose FPR is at most ``vote_max_fpr`` (1 % by default: each vote feeds
+  a critical alarm evaluated every second), placed half-way between the two adjacent distinct
   scores so that ``mse > t`` flags exactly the rows the ROC point counts.
-- ISOLATION FOREST: fitted on training normals. THRESHOLD: Youden's J on the validation ROC of
+- ISOLATION FOREST: fitted on training normals. THRESHOLD: the same FPR-bounded ROC rule on
   ``-score_samples``; vote when ``score < t``.
 - DBSCAN: on at most ``dbscan_rows`` evenly spaced training normals. EPS: the
   ``dbscan_eps_quantile`` quantile of the distance from each of those rows to its
@@ -106,13 +107,13 @@ __all__ = [
     "PRESETS",
     "FitConfig",
     "Prepared",
+    "cut_for_max_fpr",
     "cut_for_precision",
     "fit",
     "forecaster_windows",
     "load_real_numerics",
     "oversample_training_rows",
     "prepare",
-    "youden_cut",
 ]
 
 _log = logging.getLogger(__name__)
@@ -159,7 +160,8 @@ class FitConfig:
     if_max_samples: int = 256
     dbscan_rows: int = 600
     dbscan_min_samples: int = 5
-    dbscan_eps_quantile: float = 0.95
+    dbscan_eps_quantile: float = 0.99
+    vote_max_fpr: float = 0.01
     risk_min_precision: float = 0.8
     risk_max_iter: int = 2000
     fc_step_s: int = 10
@@ -413,14 +415,28 @@ def _cut_table(
     return cuts, tp, fp
 
 
-def youden_cut(scores: NDArray[np.floating[Any]], y: NDArray[np.bool_]) -> float:
-    """The cut maximising Youden's J = TPR - FPR for ``score > cut`` (ties: the higher cut)."""
+def cut_for_max_fpr(
+    scores: NDArray[np.floating[Any]], y: NDArray[np.bool_], max_fpr: float
+) -> tuple[float, float]:
+    """The ROC point of highest TPR whose FPR is at most ``max_fpr``, as a cut (``score > cut``).
+
+    Why not Youden's J: it balances TPR against FPR as if both cost the same, and on rows where
+    events are rare it lands at FPR of tens of percent, which on a monitor scoring every second
+    is a critical alarm every few minutes. A vote that feeds a critical alarm is bounded by the
+    false-positive rate instead. Ties in TPR go to the higher cut (fewer false positives).
+    Returns (cut, FPR of that cut); when even the top cut exceeds ``max_fpr``, a cut above every
+    score (the detector never votes) and FPR 0.
+    """
     cuts, tp, fp = _cut_table(scores, y)
-    n_pos, n_neg = float(np.sum(y)), float(np.sum(~np.asarray(y, dtype=np.bool_)))
-    if cuts.size == 0 or n_pos == 0 or n_neg == 0:
-        raise ValueError("Youden's J needs both classes and at least two distinct scores")
-    j_scaled = tp * n_neg - fp * n_pos  # J * n_pos * n_neg, exact in integers: ties are ties
-    return float(cuts[int(np.argmax(j_scaled))])
+    n_neg = float(np.sum(~np.asarray(y, dtype=np.bool_)))
+    if cuts.size == 0 or n_neg == 0 or not np.any(y):
+        raise ValueError("an FPR-bounded cut needs both classes and at least two distinct scores")
+    ok = np.flatnonzero(fp <= max_fpr * n_neg)
+    if ok.size == 0:
+        return float(np.max(scores)), 0.0
+    best = int(ok[-1])  # tp and fp grow with the index: the last qualifying cut has max TPR
+    best = int(np.flatnonzero(tp == tp[best])[0])  # same TPR, higher cut
+    return float(cuts[best]), float(fp[best] / n_neg)
 
 
 def cut_for_precision(
@@ -780,8 +796,13 @@ def fit(
             ratio = _dbscan_ratio(core, eps, z[split])
             scores[split] = np.column_stack((mse, if_score, ratio))
             inputs[split] = np.column_stack((z[split].astype(np.float64), scores[split]))
-        art.thresholds["autoencoder.mse"] = youden_cut(scores["val"][:, 0], y["val"])
-        art.thresholds["iforest.score"] = -youden_cut(-scores["val"][:, 1], y["val"])
+        max_fpr = prep.config.vote_max_fpr
+        ae_cut, ae_fpr = cut_for_max_fpr(scores["val"][:, 0], y["val"], max_fpr)
+        if_cut, if_fpr = cut_for_max_fpr(-scores["val"][:, 1], y["val"], max_fpr)
+        art.thresholds["autoencoder.mse"] = ae_cut
+        art.thresholds["iforest.score"] = -if_cut
+        art.metric("autoencoder.val_vote_false_positive_rate", ae_fpr)
+        art.metric("iforest.val_vote_false_positive_rate", if_fpr)
         art.thresholds["dbscan.ratio"] = _DBSCAN_RATIO_THRESHOLD
         for split in ("val", "test"):
             art.metric(f"iforest.{split}_auroc", _auroc(y[split], -scores[split][:, 1]))
@@ -852,8 +873,10 @@ def _training_data(prep: Prepared, art: _Artifacts) -> dict[str, Any]:
         "labels": "event row = a clinical event active at that second (synthetic ground "
                   "truth); normal rows also have none in the longest feature window before",
         "rules": {
-            "autoencoder.mse": "Youden's J (max TPR - FPR) on the validation ROC of int8 mse",
-            "iforest.score": "Youden's J on the validation ROC of -score_samples",
+            "autoencoder.mse": f"max validation TPR at FPR <= {cfg.vote_max_fpr:g} (ROC of "
+                               "int8 mse)",
+            "iforest.score": f"max validation TPR at FPR <= {cfg.vote_max_fpr:g} (ROC of "
+                             "-score_samples)",
             "dbscan.eps": f"{cfg.dbscan_eps_quantile:g} quantile of the distance to the "
                           f"{cfg.dbscan_min_samples}-th nearest training normal (self included)",
             "risk.probability": f"max validation recall at precision >= "
