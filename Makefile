@@ -38,6 +38,10 @@ typecheck: $(TEST_STAMP)
 bench: $(TEST_STAMP)
 	$(PY) benchmarks/codec_throughput.py
 	$(PY) benchmarks/e2e_latency.py
+	$(PY) benchmarks/features_throughput.py
+	$(PY) benchmarks/scorers_naive_vs_numpy.py
+	$(PY) benchmarks/edge_scoring.py
+	$(PY) benchmarks/lstm_while_vs_unrolled.py
 
 # The default model bundle shipped in the package (models/bundles/default/), rebuilt with
 #   vigil-train fit --preset default --seed 0 --data ../shared/data --out models/bundles/default
