@@ -6,14 +6,19 @@
     vigil-edge config --print-default
     vigil-edge alerts --broker HOST[:PORT] [--device ID] [--topic-prefix P] [--json]
                       [--count N] [--timeout S] [--client-id ID]
+    vigil-edge assess [--config FILE | --bundle DIR] --hr N --spo2 N --rr N --sbp N [--dbp N]
+                      --temp N [--glucose N] [--glucose-unit mmol/L|mg/dL] [--json]
 
-Exit codes: 0 success; 1 invalid configuration (``config --check``) or ``--count`` not reached
-before ``--timeout`` (``alerts``); 2 usage error or a configuration ``run`` cannot start with.
+Exit codes: 0 success; 1 invalid configuration (``config --check``), ``--count`` not reached
+before ``--timeout`` (``alerts``), or no usable bundle (``assess``: none configured, invalid
+configuration, bundle refused); 2 usage error, a configuration ``run`` cannot start with, or a
+manual value that is not a number or outside its plausible range (``assess``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -21,8 +26,11 @@ import threading
 from types import FrameType
 
 from edge.alerts import run_alerts
+from edge.assess import GLUCOSE_UNITS, AssessError, assess, format_assessment, parse_manual
 from edge.config import ConfigError, default_config_text, load_config
 from edge.runtime import Runtime
+from models.bundle import BundleError, load_bundle
+from models.tflite import ModelError
 
 __all__ = ["main"]
 
@@ -31,6 +39,18 @@ _log = logging.getLogger("edge.cli")  # also under `python -m edge.cli`
 _EXIT_OK = 0
 _EXIT_INVALID = 1
 _EXIT_USAGE = 2
+
+
+_ASSESS_FIELDS = (  # flag, help, required (`vigil-edge assess`)
+    ("--hr", "heart rate, bpm", True),
+    ("--spo2", "SpO2, %%", True),
+    ("--rr", "respiratory rate, /min", True),
+    ("--sbp", "systolic blood pressure, mmHg", True),
+    ("--dbp", "diastolic blood pressure, mmHg (MAP is derived from it)", False),
+    ("--temp", "temperature, degC", True),
+    ("--glucose", "blood glucose, mmol/L or see --glucose-unit (not used by a vitals bundle)",
+     False),
+)
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -79,6 +99,21 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="ID",
         help="use a persistent session under this id (alerts missed while away are delivered)",
     )
+
+    manual = sub.add_parser(
+        "assess", help="risk of deterioration for manually entered vitals, with its factors"
+    )
+    source = manual.add_mutually_exclusive_group()
+    source.add_argument("--config", metavar="FILE", help="use the bundle of [model] bundle")
+    source.add_argument("--bundle", metavar="DIR", help="use this vitals bundle directory")
+    for flag, what, required in _ASSESS_FIELDS:
+        # Text, not type=float: edge.assess names the flag and the plausible range on errors.
+        manual.add_argument(flag, metavar="N", required=required, help=what)
+    manual.add_argument(
+        "--glucose-unit", default=GLUCOSE_UNITS[0], choices=GLUCOSE_UNITS,
+        help=f"unit of --glucose (default {GLUCOSE_UNITS[0]})",
+    )
+    manual.add_argument("--json", action="store_true", help="one JSON object")
     return parser
 
 
@@ -141,6 +176,44 @@ def _cmd_alerts(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_assess(args: argparse.Namespace) -> int:
+    _setup_logging("WARNING")
+    raw = {f[2:]: getattr(args, f[2:]) for f, _, _ in _ASSESS_FIELDS
+           if getattr(args, f[2:]) is not None}
+    raw["glucose_unit"] = args.glucose_unit
+    try:
+        manual = parse_manual(raw)
+    except AssessError as exc:
+        print(f"vigil-edge assess: {exc}", file=sys.stderr)
+        return _EXIT_USAGE
+    path = args.bundle
+    if path is None:
+        try:
+            path = load_config(args.config).model.bundle
+        except ConfigError as exc:
+            where = args.config or "the packaged default configuration"
+            print(f"vigil-edge assess: {where}: {'; '.join(exc.errors)}", file=sys.stderr)
+            return _EXIT_INVALID
+        if not path:
+            where = f"{args.config} sets" if args.config else "the packaged default sets"
+            print(
+                f"vigil-edge assess: no model bundle: {where} [model] bundle = \"\" (fixed "
+                "limits only); pass --bundle DIR or a --config FILE that names one",
+                file=sys.stderr,
+            )
+            return _EXIT_INVALID
+    try:
+        result = assess(load_bundle(path), manual)
+    except (BundleError, ModelError, OSError, ValueError) as exc:
+        print(f"vigil-edge assess: bundle {path} refused: {exc}", file=sys.stderr)
+        return _EXIT_INVALID
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(format_assessment(result), end="")
+    return _EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``vigil-edge`` console script; returns the process exit code."""
     args = _build_parser().parse_args(argv)
@@ -148,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         return _cmd_config(args)
     if args.command == "run":
         return _cmd_run(args)
+    if args.command == "assess":
+        return _cmd_assess(args)
     return _cmd_alerts(args)
 
 

@@ -95,24 +95,26 @@ class LimitSpec:
         return f"{self.kind}_{self.vital.split('_', 1)[1]}"
 
 
-# Plausible threshold ranges (what a human could sensibly configure, not physiological ranges).
-_SPO2_RANGE: Final = (50.0, 100.0)
-_HR_RANGE: Final = (20.0, 300.0)
-_RR_RANGE: Final = (1.0, 80.0)
-_BP_RANGE: Final = (20.0, 300.0)
-_TEMP_RANGE: Final = (25.0, 45.0)
+# Plausible ranges of a configured limit (what a human could sensibly set, not physiological
+# ranges); `edge.assess` judges manually entered vitals by the same HR, SpO2, RR and
+# temperature ranges.
+SPO2_RANGE_PCT: Final = (50.0, 100.0)
+HR_RANGE_BPM: Final = (20.0, 300.0)
+RR_RANGE_PER_MIN: Final = (1.0, 80.0)
+BP_RANGE_MMHG: Final = (20.0, 300.0)
+TEMP_RANGE_C: Final = (25.0, 45.0)
 
 LIMIT_SPECS: Final[tuple[LimitSpec, ...]] = (
-    LimitSpec("spo2_low", "spo2_pct", "low", "SpO2", "%", _SPO2_RANGE),
-    LimitSpec("hr_high", "hr_bpm", "high", "HR", "bpm", _HR_RANGE),
-    LimitSpec("hr_low", "hr_bpm", "low", "HR", "bpm", _HR_RANGE),
-    LimitSpec("rr_high", "rr_per_min", "high", "RR", "/min", _RR_RANGE),
-    LimitSpec("rr_low", "rr_per_min", "low", "RR", "/min", _RR_RANGE),
-    LimitSpec("sbp_high", "sbp_mmhg", "high", "SBP", "mmHg", _BP_RANGE),
-    LimitSpec("sbp_low", "sbp_mmhg", "low", "SBP", "mmHg", _BP_RANGE),
-    LimitSpec("map_low", "map_mmhg", "low", "MAP", "mmHg", _BP_RANGE),
-    LimitSpec("temp_high", "temp_c", "high", "Temp", "degC", _TEMP_RANGE),
-    LimitSpec("temp_low", "temp_c", "low", "Temp", "degC", _TEMP_RANGE),
+    LimitSpec("spo2_low", "spo2_pct", "low", "SpO2", "%", SPO2_RANGE_PCT),
+    LimitSpec("hr_high", "hr_bpm", "high", "HR", "bpm", HR_RANGE_BPM),
+    LimitSpec("hr_low", "hr_bpm", "low", "HR", "bpm", HR_RANGE_BPM),
+    LimitSpec("rr_high", "rr_per_min", "high", "RR", "/min", RR_RANGE_PER_MIN),
+    LimitSpec("rr_low", "rr_per_min", "low", "RR", "/min", RR_RANGE_PER_MIN),
+    LimitSpec("sbp_high", "sbp_mmhg", "high", "SBP", "mmHg", BP_RANGE_MMHG),
+    LimitSpec("sbp_low", "sbp_mmhg", "low", "SBP", "mmHg", BP_RANGE_MMHG),
+    LimitSpec("map_low", "map_mmhg", "low", "MAP", "mmHg", BP_RANGE_MMHG),
+    LimitSpec("temp_high", "temp_c", "high", "Temp", "degC", TEMP_RANGE_C),
+    LimitSpec("temp_low", "temp_c", "low", "Temp", "degC", TEMP_RANGE_C),
 )
 _SPECS_BY_KEY: Final = {spec.key: spec for spec in LIMIT_SPECS}
 
