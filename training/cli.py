@@ -5,6 +5,8 @@
     vigil-train inspect BUNDLE [--json]
     vigil-train fit [--data DIR] --out BUNDLE [--preset tiny|default] [--seed N] [--reference DIR]
     vigil-train calibrate [--data DIR] --out DIR [--seed N]
+    vigil-train evaluate BUNDLE [--data DIR] [--patients N] [--hours H] [--seed S]
+                        [--out report.json] [--markdown report.md]
 
 `fit` and `calibrate` calibrate on the real numerics found in ``--data`` (MIMIC-III numerics,
 BIDMC Numerics), or on the shipped 2 h MIMIC-III excerpt when it is not given.
@@ -69,7 +71,52 @@ def _parser() -> argparse.ArgumentParser:
     cal_p.add_argument("--seed", type=int, default=0, help="seed of the synthetic cohort")
     cal_p.add_argument("--patients", type=int, default=20, help="synthetic patients to plot")
     cal_p.add_argument("--hours", type=float, default=6.0, help="hours per synthetic patient")
+    ev_p = sub.add_parser(
+        "evaluate",
+        help="replay held-out patients and real numerics through the edge; alert figures",
+        description="Default patients: the bundle's own test split, regenerated (needs the "
+        "--data the bundle was fitted with). --patients/--hours/--seed: a fresh cohort with "
+        "another seed instead. Real numerics of --data (or the shipped excerpt) are replayed "
+        "held piecewise-constant at 1 Hz. Rules: training/evaluate.py.",
+    )
+    ev_p.add_argument("bundle", help="bundle directory")
+    ev_p.add_argument("--data", help="directory with real numerics (default: shipped excerpt)")
+    ev_p.add_argument("--patients", type=int, help="fresh synthetic cohort of N patients")
+    ev_p.add_argument("--hours", type=float, default=2.0, help="hours per fresh patient")
+    ev_p.add_argument("--seed", type=int, default=1, help="seed of the fresh cohort")
+    ev_p.add_argument("--onset", type=float, default=5.0, help="alarms.onset_s (s)")
+    ev_p.add_argument("--clear", type=float, default=3.0, help="alarms.clear_s (s)")
+    ev_p.add_argument("--out", help="write the report as JSON here")
+    ev_p.add_argument("--markdown", help="write the report as Markdown here")
     return ap
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from training.evaluate import evaluate, fresh_cohort, held_out_patients  # noqa: PLC0415
+    from training.fit import load_real_numerics  # noqa: PLC0415
+
+    data = Path(args.data) if args.data else None
+    try:
+        manifest = load_bundle(args.bundle).manifest
+        if args.patients is not None:
+            cohort, what = fresh_cohort(args.patients, args.hours, args.seed, data,
+                                        training_seed=manifest.training_data.get("seed"))
+        else:
+            cohort, what = held_out_patients(args.bundle, data)
+        real = load_real_numerics(data)
+        report = evaluate(args.bundle, cohort=cohort, cohort_description=what,
+                          real_patients=list(real.records), real_source=real.source,
+                          onset_s=args.onset, clear_s=args.clear)
+    except (BundleError, DatasetError, ValueError, OSError) as exc:
+        print(f"vigil-train: evaluate failed: {exc}", file=sys.stderr)
+        return _EXIT_FAILED
+    markdown = report.to_markdown()
+    if args.out:
+        Path(args.out).write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+    if args.markdown:
+        Path(args.markdown).write_text(markdown + "\n", encoding="utf-8")
+    print(markdown)
+    return _EXIT_OK
 
 
 def _inspect(path: str, *, as_json: bool) -> int:
@@ -166,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one return pe
         return _fit(args)
     if args.command == "calibrate":
         return _calibrate(args)
+    if args.command == "evaluate":
+        return _evaluate(args)
     if args.action == "fetch":
         if args.name not in DATABASES:
             print(f"vigil-train: unknown database {args.name!r}; known: "
