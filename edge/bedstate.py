@@ -24,20 +24,14 @@ from firmware_bridge.frames import (
     WaveformChannel,
     WaveformFrame,
 )
+from models.features import VITAL_NAMES
 
 __all__ = ["VITAL_FIELDS", "BedState", "VitalsRing", "VitalsSample", "WaveformRing"]
 
 _log = logging.getLogger(__name__)
 
-VITAL_FIELDS: Final[tuple[str, ...]] = (
-    "hr_bpm",
-    "spo2_pct",
-    "rr_per_min",
-    "sbp_mmhg",
-    "dbp_mmhg",
-    "map_mmhg",
-    "temp_c",
-)
+VITAL_FIELDS: Final[tuple[str, ...]] = VITAL_NAMES
+"""Vitals columns, in the feature pipeline's order, so a ring row is a feature input row."""
 """Vital signs in VitalsFrame order; also the JSON keys of published values (units in names)."""
 
 _SAMPLE_COUNTER_MOD: Final = 1 << 32
