@@ -193,6 +193,22 @@ def test_vote_cut_maximises_tpr_within_the_false_positive_budget() -> None:
     assert cut_for_max_fpr(scores, y, 0.0) == (pytest.approx(0.8), 0.0)
 
 
+def test_cut_for_precision_also_keeps_the_false_positive_bound() -> None:
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05])
+    y = np.array([True, True, False, True, True, False, True, False, False, False])
+    # Negatives: 0.7 0.4 0.2 0.1 0.05. Precision >= 0.75 alone: the lowest qualifying cut.
+    cut, reached = cut_for_precision(scores, y, 0.75)
+    assert reached
+    assert cut == pytest.approx(0.45)  # flags 0.9..0.5: tp 4, fp 1, precision 0.8, FPR 1/5
+    # The same precision, but at most 0 false positives: only the top two.
+    cut, reached = cut_for_precision(scores, y, 0.75, max_fpr=0.0)
+    assert reached
+    assert cut == pytest.approx(0.75)
+    # With no false positive allowed and a negative on top, no cut qualifies: never alert.
+    assert cut_for_precision(np.array([0.9, 0.5, 0.1]), np.array([False, True, False]), 0.9,
+                             max_fpr=0.0) == (pytest.approx(0.9), False)
+
+
 def test_cut_for_precision_maximises_recall_at_the_stated_precision() -> None:
     scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
     y = np.array([True, True, False, True, False, False])

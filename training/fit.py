@@ -37,8 +37,9 @@ Detectors and their rules (thresholds are stored in the manifest, nowhere else):
 - RISK: StandardScaler + LogisticRegression on ``[z, mse, iforest score, dbscan ratio]``
   (detector scores from the shipped scorers), labels = event rows. Class imbalance: SMOTE on
   the TRAINING patients' rows only, never on validation or test. THRESHOLD: the highest
-  validation recall among cuts with validation precision >= ``risk_min_precision``; when no
-  cut reaches it, the cut with the highest precision (recorded in the metrics).
+  validation recall among cuts with validation precision >= ``risk_min_precision`` and
+  validation FPR <= ``alert_max_fpr`` (1 %: the alert is evaluated every second); when no cut
+  reaches the precision, the most precise cut within the FPR bound (recorded in the metrics).
 - FORECASTER (Keras LSTM + attention, shipped as full-int8 TFLite): input the last
   ``fc_window_steps`` samples, ``fc_step_s`` seconds apart (newest last), of the scaled vital
   levels (rule 1 of models/features.py), scaled with ``extra.forecaster.vitals_mean/scale``
@@ -162,6 +163,7 @@ class FitConfig:
     dbscan_min_samples: int = 5
     dbscan_eps_quantile: float = 0.99
     vote_max_fpr: float = 0.01
+    alert_max_fpr: float = 0.01
     risk_min_precision: float = 0.8
     risk_max_iter: int = 2000
     fc_step_s: int = 10
@@ -440,22 +442,32 @@ def cut_for_max_fpr(
 
 
 def cut_for_precision(
-    scores: NDArray[np.floating[Any]], y: NDArray[np.bool_], min_precision: float
+    scores: NDArray[np.floating[Any]],
+    y: NDArray[np.bool_],
+    min_precision: float,
+    max_fpr: float = 1.0,
 ) -> tuple[float, bool]:
-    """Highest-recall cut (``score > cut``) whose precision is >= ``min_precision``.
+    """Highest-recall cut (``score > cut``) with precision >= ``min_precision``, FPR <= ``max_fpr``.
 
-    Returns (cut, reached). When no cut reaches the precision, the cut of highest precision
-    (ties: the higher recall) and False.
+    The FPR bound matters where an alert is evaluated every second: a precision target alone
+    says nothing about how often a normal stretch raises it. Returns (cut, reached). When no
+    cut within the FPR bound reaches the precision, the cut of highest precision within the
+    bound (ties: the higher recall) and False; when no cut is within the bound, a cut above
+    every score (never alert) and False.
     """
     cuts, tp, fp = _cut_table(scores, y)
     if cuts.size == 0 or not np.any(y):
         raise ValueError("a precision target needs positives and at least two distinct scores")
     precision = tp / np.maximum(tp + fp, 1.0)
-    ok = precision >= min_precision
+    within = fp <= max_fpr * float(np.sum(~np.asarray(y, dtype=np.bool_)))
+    ok = within & (precision >= min_precision)
     if np.any(ok):
         # recall grows with the index (lower cuts flag more): the last cut that still qualifies.
         return float(cuts[int(np.flatnonzero(ok)[-1])]), True
-    best = np.flatnonzero(precision == precision.max())
+    candidates = np.flatnonzero(within)
+    if candidates.size == 0:
+        return float(np.max(scores)), False
+    best = candidates[precision[candidates] == precision[candidates].max()]
     return float(cuts[int(best[-1])]), False
 
 
@@ -659,7 +671,9 @@ def _fit_risk(
         return p
 
     p_val = proba(inputs["val"])
-    cut, reached = cut_for_precision(p_val, y["val"], cfg.risk_min_precision)
+    cut, reached = cut_for_precision(
+        p_val, y["val"], cfg.risk_min_precision, cfg.alert_max_fpr
+    )
     art.thresholds["risk.probability"] = cut
     art.metric("risk.min_precision", cfg.risk_min_precision)
     art.metric("risk.precision_target_reached_on_val", str(reached).lower())
@@ -710,7 +724,7 @@ def _fit_forecaster(prep: Prepared, art: _Artifacts) -> None:
         art.metric(f"forecaster.{split}_rmse_persistence_scaled",
                    float(np.sqrt(np.mean((persistence - fut) ** 2))))
         if split == "val":
-            cut, reached = cut_for_precision(p8, ev, cfg.risk_min_precision)
+            cut, reached = cut_for_precision(p8, ev, cfg.risk_min_precision, cfg.alert_max_fpr)
             art.thresholds["forecaster.p_event"] = cut
             art.metric("forecaster.precision_target_reached_on_val", str(reached).lower())
             probe = x[int(np.argmax(ev)) : int(np.argmax(ev)) + 1]
@@ -880,9 +894,11 @@ def _training_data(prep: Prepared, art: _Artifacts) -> dict[str, Any]:
             "dbscan.eps": f"{cfg.dbscan_eps_quantile:g} quantile of the distance to the "
                           f"{cfg.dbscan_min_samples}-th nearest training normal (self included)",
             "risk.probability": f"max validation recall at precision >= "
-                                f"{cfg.risk_min_precision:g}; SMOTE on training rows only",
+                                f"{cfg.risk_min_precision:g} and FPR <= "
+                                f"{cfg.alert_max_fpr:g}; SMOTE on training rows only",
             "forecaster.p_event": f"max validation recall at precision >= "
-                                  f"{cfg.risk_min_precision:g}",
+                                  f"{cfg.risk_min_precision:g} and FPR <= "
+                                  f"{cfg.alert_max_fpr:g}",
             "autoencoder.grid": "highest validation AUROC, ties to lower validation loss",
         },
     }
