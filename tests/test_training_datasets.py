@@ -7,6 +7,7 @@ import io
 import re
 import shutil
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -112,6 +113,8 @@ def test_fingerprint_changes_with_any_byte(tmp_path: Path) -> None:
 class _PhysioNetMirror(http.server.SimpleHTTPRequestHandler):
     """Serves a PhysioNet-shaped tree with HEAD and single byte ranges, as wfdb requests."""
 
+    served: Counter[str]
+
     def log_message(self, format: str, *args: object) -> None:
         pass
 
@@ -123,6 +126,8 @@ class _PhysioNetMirror(http.server.SimpleHTTPRequestHandler):
             self.send_error(404)
             return None
         data = path.read_bytes()
+        if self.command == "GET":
+            self.served[path.name] += 1
         rng = self.headers.get("Range")
         if rng and (m := re.fullmatch(r"bytes=(\d+)-(\d*)", rng)):
             start = int(m.group(1))
@@ -137,8 +142,14 @@ class _PhysioNetMirror(http.server.SimpleHTTPRequestHandler):
         return io.BytesIO(data)
 
 
+class _Mirror(str):
+    """The mirror's base URL, with a count of GET requests per file name."""
+
+    served: Counter[str]
+
+
 @pytest.fixture
-def mirror(tmp_path: Path) -> Iterator[str]:
+def mirror(tmp_path: Path) -> Iterator[_Mirror]:
     root = tmp_path / "mirror"
     for page in (root / "content" / "mitdb", root / "content" / "mitdb" / "1.0.0"):
         page.mkdir(parents=True)
@@ -150,14 +161,21 @@ def mirror(tmp_path: Path) -> Iterator[str]:
     (files / "RECORDS").write_text(f"{FIXTURE_RECORD}\n")
     (files / "ANNOTATORS").write_text("atr\treference beat and rhythm annotations\n")
 
+    served: Counter[str] = Counter()
+
     def handler(*args, **kwargs):  # type: ignore[no-untyped-def]
-        return _PhysioNetMirror(*args, directory=str(root), **kwargs)
+        h = _PhysioNetMirror.__new__(_PhysioNetMirror)
+        h.served = served
+        h.__init__(*args, directory=str(root), **kwargs)  # type: ignore[misc]
+        return h
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        url = _Mirror(f"http://127.0.0.1:{server.server_address[1]}")
+        url.served = served
+        yield url
     finally:
         server.shutdown()
         thread.join(5)
@@ -174,6 +192,17 @@ def test_fetch_downloads_a_database_from_a_mirror(tmp_path: Path, mirror: str) -
     assert fetch("mitdb", dest, base_url=mirror) == []
     # What was downloaded is a dataset at once.
     assert [(r.path.name, r.kind) for r in discover(dest)] == [(FIXTURE_RECORD, "waveform")]
+
+
+def test_a_signal_file_shared_by_two_leads_is_downloaded_once(
+    tmp_path: Path, mirror: _Mirror
+) -> None:
+    """wfdb lists a two-lead record's .dat twice and downloads on two threads; two downloads of
+    one file corrupt it (one appends to the other's partial file). Each file is fetched once."""
+    written = fetch("mitdb", tmp_path / "data", base_url=mirror)
+    assert mirror.served[f"{FIXTURE_RECORD}.dat"] == 1
+    dat = next(p for p in written if p.suffix == ".dat")
+    assert dat.read_bytes() == _fixture_file(dat.name).read_bytes()
 
 
 def test_fetch_errors_are_clear(tmp_path: Path, mirror: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,35 @@ def _mirror(wfdb_download: Any, base_url: str | None) -> Iterator[None]:
         wfdb_download.PN_CONTENT_URL, wfdb_download.config.db_index_url = saved
 
 
+@contextlib.contextmanager
+def _each_file_once(wfdb_download: Any) -> Iterator[None]:
+    """Download every file at most once per run.
+
+    ``wfdb.dl_database`` lists a record's signal file once per signal (a two-lead MIT-BIH
+    record names its ``.dat`` twice) and downloads the list on two threads. Two threads then
+    fetch the same file, and one "resumes" the other's partial file by appending to it: the
+    record is silently corrupted (seen here with wfdb 4.3). Not thread-safe across concurrent
+    fetches in one process, which the CLI never does.
+    """
+    original = wfdb_download.dl_pn_file
+    seen: set[tuple[str, str]] = set()
+    lock = threading.Lock()
+
+    def once(inputs: tuple[Any, ...]) -> Any:
+        key = (str(inputs[1]), str(inputs[0]))  # (subdir, file name)
+        with lock:
+            if key in seen:
+                return None
+            seen.add(key)
+        return original(inputs)
+
+    wfdb_download.dl_pn_file = once
+    try:
+        yield
+    finally:
+        wfdb_download.dl_pn_file = original
+
+
 def fetch(
     name: str,
     dest: str | Path,
@@ -88,7 +118,7 @@ def fetch(
     target.mkdir(parents=True, exist_ok=True)
     before = {p for p in target.rglob("*") if p.is_file()}
     try:
-        with _mirror(download, base_url):
+        with _mirror(download, base_url), _each_file_once(download):
             wfdb.dl_database(
                 db.slug,
                 str(target),
