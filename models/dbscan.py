@@ -27,7 +27,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from models.npz import ArraySpec, ModelFileError, load_arrays, save_arrays
+from models.npz import ArraySpec, load_model, save_model
 from models.tflite import ModelError
 
 __all__ = ["DbscanScorer"]
@@ -215,14 +215,10 @@ class DbscanScorer:
         return cls(arrays["core_samples"], float(np.asarray(arrays["eps"])))
 
     def save(self, path: str | PathLike[str]) -> None:
-        """Write an ``.npz`` model file atomically (see `models.npz.save_arrays`)."""
-        save_arrays(path, vigil_format=np.array(FORMAT), **self.to_arrays())
+        """Write an ``.npz`` model file atomically (see `models.npz.save_model`)."""
+        save_model(path, FORMAT, self.to_arrays())
 
     @classmethod
     def load(cls, path: str | PathLike[str]) -> DbscanScorer:
         """Load a file written by `save`; raises ModelFileError naming the file and problem."""
-        arrays = load_arrays(path, _REQUIRED, model_format=FORMAT)
-        try:
-            return cls.from_arrays(arrays)
-        except ModelError as exc:
-            raise ModelFileError(f"{path}: {exc}") from exc
+        return load_model(path, FORMAT, _REQUIRED, cls.from_arrays)

@@ -22,17 +22,25 @@ import contextlib
 import os
 import tempfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from os import PathLike
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from models.tflite import ModelError
 
-__all__ = ["FORMAT_KEY", "ArraySpec", "ModelFileError", "load_arrays", "save_arrays"]
+__all__ = [
+    "FORMAT_KEY",
+    "ArraySpec",
+    "ModelFileError",
+    "load_arrays",
+    "load_model",
+    "save_arrays",
+    "save_model",
+]
 
 ArraySpec = tuple[str, int]
 """(accepted dtype kinds, ndim): e.g. ``("f", 2)`` float matrix, ``("iu", 1)`` integer vector,
@@ -193,3 +201,31 @@ def load_arrays(
     if model_format is not None:
         del loaded[FORMAT_KEY]
     return loaded
+
+
+_Model = TypeVar("_Model")
+
+
+def save_model(
+    path: str | PathLike[str], model_format: str, arrays: Mapping[str, npt.ArrayLike]
+) -> None:
+    """Write a model's arrays with its format tag, atomically (see `save_arrays`)."""
+    save_arrays(path, vigil_format=np.array(model_format), **arrays)
+
+
+def load_model(
+    path: str | PathLike[str],
+    model_format: str,
+    required: Mapping[str, ArraySpec],
+    build: Callable[[dict[str, npt.NDArray[Any]]], _Model],
+) -> _Model:
+    """Load a file written by `save_model` and build the model from its arrays.
+
+    A file of another format, a missing or malformed array, or arrays the model refuses
+    (``build`` raising ModelError) all raise ModelFileError naming the file and the problem.
+    """
+    arrays = load_arrays(path, required, model_format=model_format)
+    try:
+        return build(arrays)
+    except ModelError as exc:
+        raise ModelFileError(f"{path}: {exc}") from exc
