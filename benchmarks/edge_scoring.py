@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import _vitals_bundle as vb
 
 from edge.bedstate import VITAL_FIELDS, BedState
-from edge.learned import LearnedDetector, _TFLiteRunner
+from edge.learned import LearnedDetector
 from firmware_bridge.frames import VitalsFrame
 from models.bundle import load_bundle
 from models.features import FeatureStream, MultiBedFeatureStream
@@ -108,8 +108,7 @@ def bench_batched(bundle_path: Path, rows: np.ndarray, beds: int, ticks: int) ->
     stream = MultiBedFeatureStream(plan.spec, n_beds=beds)
     z = np.empty((beds, n))
     z32 = np.empty((beds, 1, n), dtype=np.float32)
-    ae = _TFLiteRunner("autoencoder", plan.autoencoder)
-    fc = _TFLiteRunner("forecaster", plan.forecaster_model)
+    ae, fc = plan.autoencoder, plan.forecaster_model
     window = np.zeros((beds, vb.WINDOW, 7), dtype=np.float32)
     mse = np.empty(beds)
     risk_in = np.empty((beds, n + 3))
@@ -124,7 +123,7 @@ def bench_batched(bundle_path: Path, rows: np.ndarray, beds: int, ticks: int) ->
         t1 = time.perf_counter()
         np.copyto(z32[:, 0], z)
         for b in range(beds):
-            out = ae.run(z32[b])
+            out = ae.predict_into(z32[b])
             mse[b] = float(np.mean(np.square(out[0] - z[b])))
         t2 = time.perf_counter()
         risk_in[:, :n] = z
@@ -134,7 +133,7 @@ def bench_batched(bundle_path: Path, rows: np.ndarray, beds: int, ticks: int) ->
         plan.risk.predict_proba(risk_in)
         t3 = time.perf_counter()
         for b in range(beds):
-            fc.run(window[b])
+            fc.predict_into(window[b][None])
         t4 = time.perf_counter()
         per["features+scaler"] += t1 - t0
         per["autoencoder"] += t2 - t1

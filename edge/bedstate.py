@@ -86,6 +86,14 @@ class VitalsRing:
             values[name] = None if math.isnan(value) else value
         return VitalsSample(float(row[0]), values)
 
+    def storage(self) -> tuple[npt.NDArray[np.float64], int, int]:
+        """(storage, next write index, rows stored), without copying: for per-tick readers.
+
+        `window` copies (an allocation per call); a reader on the hot path reads the ring in
+        place instead and must never write to it.
+        """
+        return self._data, self._next, self.count
+
     def window(self, n: int | None = None) -> npt.NDArray[np.float64]:
         """Copy of the last ``n`` readings (all stored when None), oldest first, shape (n, 8)."""
         n = self.count if n is None else max(0, min(n, self.count))

@@ -38,7 +38,7 @@ Rules (what a trained bundle relies on; see models/BUNDLE.md for the contract it
 7. **No allocation per tick.** Every array a tick touches is allocated here at construction
    (per bed: the feature stream and the forecaster ring; shared: scaled rows, model inputs and
    outputs). The TFLite interpreters are the ones the bundle loader created and verified; they
-   are invoked through zero-copy tensor views (`_TFLiteRunner`). Detections (dicts, strings)
+   run through `TFLiteModel.predict_into` (no allocation). Detections (dicts, strings)
    are built only when something fires. One thread only: the runtime thread.
 """
 
@@ -116,7 +116,6 @@ _N_VITALS: Final = len(VITAL_NAMES)
 _SCORE_KEYS: Final = (
     "autoencoder.mse", "iforest.score", "dbscan.ratio", "risk.probability", "forecaster.p_event",
 )
-_QUANTIZED: Final = (np.dtype(np.int8), np.dtype(np.uint8))
 
 
 class LearnedModelError(BundleError):
@@ -124,78 +123,6 @@ class LearnedModelError(BundleError):
 
     A `BundleError`, so whoever refuses bundles refuses these the same way.
     """
-
-
-# ------------------------------------------------------------------------------- TFLite runner
-
-
-class _TFLiteRunner:
-    """One batch-1 TFLite model invoked without allocating: same numbers as `TFLiteModel.predict`.
-
-    Why not ``predict``: it returns a copy and allocates rounding temporaries, per call. This
-    runner quantizes into preallocated float32 scratch (TFLite's QUANTIZE rounding, half away
-    from zero, exactly as `models.tflite` does), writes the interpreter's input tensor through a
-    numpy view, and dequantizes the output tensor's view into `out`. The views are dropped
-    before the next ``invoke``, as the interpreter requires. It reuses the interpreter that
-    `models.bundle.load_bundle` created and checked against the golden vectors.
-    """
-
-    def __init__(self, name: str, model: TFLiteModel) -> None:
-        inp, out = model.input_details[0], model.output_details[0]
-        self.name = name
-        self.input_shape = model.input_shape
-        self.output_shape = model.output_shape
-        # The interpreter is private to TFLiteModel; only this class reaches it (see above).
-        self._interpreter: Any = model._interpreter
-        in_dtype, out_dtype = np.dtype(inp["dtype"]), np.dtype(out["dtype"])
-        in_scale, in_zero = (float(v) for v in inp["quantization"])
-        out_scale, out_zero = (float(v) for v in out["quantization"])
-        self._quantize = in_dtype in _QUANTIZED and in_scale > 0
-        self._dequantize = out_dtype in _QUANTIZED and out_scale > 0
-        if not self._quantize and in_dtype != np.float32:
-            raise LearnedModelError(f"component {name}: input dtype {in_dtype} is not supported")
-        if not self._dequantize and out_dtype != np.float32:
-            raise LearnedModelError(f"component {name}: output dtype {out_dtype} is not supported")
-        self._in_scale, self._in_zero = np.float32(in_scale), np.float32(in_zero)
-        self._out_scale, self._out_zero = np.float32(out_scale), np.float32(out_zero)
-        if self._quantize:
-            info = np.iinfo(in_dtype)
-            self._lo, self._hi = np.float32(info.min), np.float32(info.max)
-        self._half = np.float32(0.5)
-        self._in_view = self._interpreter.tensor(int(inp["index"]))
-        self._out_view = self._interpreter.tensor(int(out["index"]))
-        self._scratch = np.zeros(self.input_shape, dtype=np.float32)
-        self._round = np.zeros(self.input_shape, dtype=np.float32)
-        self.out: npt.NDArray[np.float32] = np.zeros(self.output_shape, dtype=np.float32)
-
-    def run(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """Infer on ``x`` (float32, the input shape or that shape without its batch axis).
-
-        Returns `out`, overwritten by the next call. ``x`` must be finite (features are).
-        """
-        s = self._scratch
-        if self._quantize:
-            np.divide(x, self._in_scale, out=s)
-            np.copysign(self._half, s, out=self._round)
-            np.add(s, self._round, out=s)
-            np.trunc(s, out=s)
-            np.add(s, self._in_zero, out=s)
-            np.minimum(s, self._hi, out=s)
-            np.maximum(s, self._lo, out=s)
-        else:
-            np.copyto(s, x)
-        view = self._in_view()
-        np.copyto(view, s, casting="unsafe")
-        del view
-        self._interpreter.invoke()
-        view = self._out_view()
-        if self._dequantize:
-            np.subtract(view, self._out_zero, out=self.out, dtype=np.float32)
-            np.multiply(self.out, self._out_scale, out=self.out)
-        else:
-            np.copyto(self.out, view)
-        del view
-        return self.out
 
 
 # ------------------------------------------------------------------------------ bundle checks
@@ -282,6 +209,8 @@ def _tflite(bundle: Bundle, name: str) -> TFLiteModel:
     model = getattr(bundle.components[name], "model", None)
     if not isinstance(model, TFLiteModel):
         raise _refuse(f"component {name}: not a TFLite model")
+    if model.expected_dtype != np.float32:
+        raise _refuse(f"component {name}: input dtype {model.expected_dtype} is not supported")
     return model
 
 
@@ -388,15 +317,6 @@ class _BedState:
         self.scores = np.full(len(_SCORE_KEYS), np.nan)
 
 
-def _ring_rows(ring: VitalsRing) -> tuple[npt.NDArray[np.float64], int, int]:
-    """(storage, next write index, rows stored) of a VitalsRing, read without copying.
-
-    `VitalsRing.window` copies (an allocation per tick); the detector reads the storage in
-    place instead and never writes to it.
-    """
-    return ring._data, ring._next, ring.count
-
-
 class LearnedDetector:
     """The vitals bundle as a `Detector`: ensemble, risk and forecaster for each configured bed.
 
@@ -427,8 +347,8 @@ class LearnedDetector:
         self._diff = np.empty(n, dtype=np.float64)
         self._risk_in = np.empty(n + 3, dtype=np.float64)
         self._fc_mean, self._fc_scale = fc.vitals_mean, fc.vitals_scale
-        self._ae = _TFLiteRunner("autoencoder", plan.autoencoder)
-        self._fc = _TFLiteRunner("forecaster", plan.forecaster_model)
+        self._ae = plan.autoencoder
+        self._fc = plan.forecaster_model
         fill = (np.asarray(spec.fill_values) - fc.vitals_mean) / fc.vitals_scale
         self._beds = {b: _BedState(spec, fc, fill) for b in bed_ids}
         _log.info(
@@ -461,7 +381,7 @@ class LearnedDetector:
 
     def _feed(self, st: _BedState, ring: VitalsRing) -> bool:
         """Feed the rows that arrived since the last call; True if there was one."""
-        data, nxt, count = _ring_rows(ring)
+        data, nxt, count = ring.storage()
         cap = data.shape[0]
         new = 0
         while new < count:
@@ -499,7 +419,7 @@ class LearnedDetector:
         p, t = self._plan, self._t
         z = p.scaler.transform(st.features, out=self._z)
         np.copyto(self._z32[0], z)
-        recon = self._ae.run(self._z32)
+        recon = self._ae.predict_into(self._z32)
         np.subtract(recon[0], z, out=self._diff)
         mse = float(self._diff.dot(self._diff)) / self._n
         if_score = p.iforest.update(z)
@@ -514,7 +434,7 @@ class LearnedDetector:
         fc = p.forecaster
         if st.history >= fc.span_rows:
             start = st.pos + 1
-            packed = self._fc.run(st.ring[start : start + fc.span_rows : fc.stride])
+            packed = self._fc.predict_into(st.ring[start : start + fc.span_rows : fc.stride][None])
             p_event = float(packed[0, -1])
         sc = st.scores
         sc[0], sc[1], sc[2], sc[3], sc[4] = mse, if_score, db_ratio, risk_p, p_event

@@ -149,12 +149,18 @@ class TFLiteModel:
         self._quantize_in = self._in_dtype in _QUANTIZED_DTYPES and self._in_scale > 0
         self._dequantize_out = self._out_dtype in _QUANTIZED_DTYPES and self._out_scale > 0
         self.expected_dtype = np.dtype(np.float32) if self._quantize_in else self._in_dtype
-        # Preallocated: the quantized input, a float scratch for quantizing, the float output.
+        # Preallocated: the quantized input, float scratch and rounding terms for quantizing, a
+        # finiteness mask, the float output. A call allocates no array.
         self._in_buf = np.zeros(self.input_shape, dtype=self._in_dtype)
         self._scratch = np.zeros(self.input_shape, dtype=np.float32)
+        self._round = np.zeros(self.input_shape, dtype=np.float32)
+        self._finite = np.zeros(self.input_shape, dtype=np.bool_)
         self._out_buf = np.zeros(
             self.output_shape, dtype=np.float32 if self._dequantize_out else self._out_dtype
         )
+        # Accessors of the input and output tensors as numpy views (made once, called per run).
+        self._in_tensor = interpreter.tensor(self._in_index)
+        self._out_tensor = interpreter.tensor(self._out_index)
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -173,7 +179,7 @@ class TFLiteModel:
                 f"{self.path.name}: input expected {self.expected_dtype} of shape "
                 f"{self.input_shape}, got {x.dtype} of shape {x.shape}"
             )
-        if self._quantize_in and not np.isfinite(x).all():
+        if self._quantize_in and not np.isfinite(x, out=self._finite).all():
             # NaN/inf have no int8 value; casting them is undefined rather than an error.
             raise ModelError(f"{self.path.name}: input contains NaN or infinity")
 
@@ -182,7 +188,8 @@ class TFLiteModel:
         info = np.iinfo(self._in_dtype)
         s = self._scratch
         np.divide(x, np.float32(self._in_scale), out=s)
-        np.add(s, np.copysign(np.float32(0.5), s), out=s)
+        np.copysign(np.float32(0.5), s, out=self._round)
+        np.add(s, self._round, out=s)
         np.trunc(s, out=s)
         np.add(s, np.float32(self._in_zero), out=s)
         np.clip(s, info.min, info.max, out=s)
@@ -194,24 +201,37 @@ class TFLiteModel:
         Raises ModelError if `x` does not have the model's input shape and dtype
         (see `input_shape`, `expected_dtype`), or if the runtime fails.
         """
+        return self.predict_into(x).copy()
+
+    def predict_into(self, x: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """`predict` without allocating: returns the model's own output buffer.
+
+        For the per-tick hot path. The buffer is overwritten by the next call: copy what must
+        be kept. Same checks and same numbers as `predict`; ``x`` may be a strided view.
+        """
         self._check(x)
         with self._lock:
+            src = x
             if self._quantize_in:
                 self._quantize(x)
-                self._interpreter.set_tensor(self._in_index, self._in_buf)
-            else:
-                self._interpreter.set_tensor(self._in_index, x)
+                src = self._in_buf
+            # Through tensor views, not set_tensor/get_tensor (get_tensor copies the output).
+            # A view must be gone before the next invoke, as the interpreter requires.
+            view = self._in_tensor()
+            view[...] = src
+            del view
             try:
                 self._interpreter.invoke()
             except (RuntimeError, ValueError) as exc:
                 raise ModelError(f"{self.path.name}: inference failed: {exc}") from exc
-            raw = self._interpreter.get_tensor(self._out_index)
+            raw = self._out_tensor()
             if self._dequantize_out:
                 np.subtract(raw, self._out_zero, out=self._out_buf, dtype=np.float32)
                 np.multiply(self._out_buf, np.float32(self._out_scale), out=self._out_buf)
             else:
                 self._out_buf[...] = raw
-            return self._out_buf.copy()
+            del raw
+            return self._out_buf
 
 
 def load_interpreter(path: str | PathLike[str], num_threads: int = 1) -> TFLiteModel:
