@@ -80,7 +80,7 @@ def test_discover_and_load_the_shipped_fixtures(tmp_path: Path) -> None:
 
 
 def _fixture_file(name: str) -> Path:
-    return Path(replay.__file__).parent / "fixtures" / name
+    return replay.FIXTURE_DIR / name
 
 
 def test_discover_groups_the_shared_data_by_patient() -> None:
