@@ -7,8 +7,10 @@ raised, escalated or ended lives here; detectors only say what they see.
 Rules, per (bed, kind):
 
 1. **Onset.** A condition must be present continuously for ``onset_s`` (``technical_onset_s``
-   for technical detections) before ``new`` is emitted. A condition that vanishes earlier is
-   forgotten silently.
+   for technical detections) before ``new`` is emitted, plus the ``hold_s`` of the detection
+   that opened it (the LSTM artefact gate's decision at the condition's first second, kept
+   until the condition is announced or forgotten: edge/learned.py rule 8). A condition that
+   vanishes earlier is forgotten silently.
 2. **Priority.** The announced priority is the most urgent level that has itself persisted for
    the onset time: a single sample below the high threshold does not make a high alert.
 3. **Escalation.** While active, reaching a more urgent level (after its own onset) emits one
@@ -53,6 +55,7 @@ class _Track:
 
     first_seen_s: float
     last: Detection
+    hold_s: float = 0.0
     since_s: dict[Priority, float] = field(default_factory=dict)
     absent_since_s: float | None = None
     alert_id: str | None = None
@@ -107,7 +110,7 @@ class AlarmManager:
     def _present(self, bed: str, kind: str, d: Detection, now: float) -> AlertEvent | None:
         track = self._tracks.get((bed, kind))
         if track is None:
-            track = _Track(first_seen_s=now, last=d)
+            track = _Track(first_seen_s=now, last=d, hold_s=0.0 if d.technical else d.hold_s)
             self._tracks[(bed, kind)] = track
         track.last = d
         track.absent_since_s = None
@@ -117,6 +120,7 @@ class AlarmManager:
             else:
                 track.since_s.pop(level, None)
         onset = self._timing.technical_onset_s if d.technical else self._timing.onset_s
+        onset += track.hold_s
         ready = [lvl for lvl, since in track.since_s.items() if now - since >= onset]
         if not ready:
             return None

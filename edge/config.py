@@ -36,6 +36,7 @@ from typing import Any, Final, Literal
 from edge.events import Priority
 
 __all__ = [
+    "ARTEFACT_HOLD_MAX_S",
     "DEFAULT_LIMITS",
     "DEFAULT_TECHNICAL",
     "LIMIT_SPECS",
@@ -99,6 +100,8 @@ class LimitSpec:
 # ranges); `edge.assess` judges manually entered vitals by the same HR, SpO2, RR and
 # temperature ranges.
 SPO2_RANGE_PCT: Final = (50.0, 100.0)
+ARTEFACT_HOLD_MAX_S: Final = 30.0
+"""Longest extra onset delay (s) the LSTM artefact gate may put on a fixed-limit breach."""
 HR_RANGE_BPM: Final = (20.0, 300.0)
 RR_RANGE_PER_MIN: Final = (1.0, 80.0)
 BP_RANGE_MMHG: Final = (20.0, 300.0)
@@ -273,11 +276,18 @@ class BufferConfig:
 class ModelConfig:
     """The learned model bundle; ``bundle`` is a directory path, "" = fixed limits only.
 
+    ``artefact_hold_s`` (s, 0-30): the LSTM artefact gate. A fixed-limit breach the
+    forecaster's trend does not support (its ``p_event`` at or below its threshold) waits this
+    much longer than ``alarms.onset_s`` before it is announced, so a brief artefact ends before
+    it alarms; a breach that lasts is announced regardless. 0 turns the gate off. Bounded so the
+    fixed limits stay a safety net a model cannot switch off, only briefly delay.
+
     Whether the bundle is usable is decided at start-up (`edge.learned.load_learned`), not
     here: a bad bundle degrades the monitor to fixed limits, it never stops it.
     """
 
     bundle: str
+    artefact_hold_s: float = 10.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -592,12 +602,13 @@ def _parse_buffers(c: _Checker, root: Mapping[str, Any]) -> BufferConfig:
 def _parse_model(c: _Checker, root: Mapping[str, Any]) -> ModelConfig:
     p = "model"
     t = c.table(root, p, "")
-    c.keys(t, ["bundle"], p)
+    c.keys(t, ["bundle", "artefact_hold_s"], p)
     bundle = c.string(t, "bundle", p, "")
     if bundle and not bundle.strip():
         c.error(f"{p}.bundle", 'only whitespace; use "" for no model')
         bundle = ""
-    return ModelConfig(bundle=bundle)
+    hold = c.number(t, "artefact_hold_s", p, 10.0, (0.0, ARTEFACT_HOLD_MAX_S))
+    return ModelConfig(bundle=bundle, artefact_hold_s=hold)
 
 
 def parse_config(data: Mapping[str, Any]) -> EdgeConfig:

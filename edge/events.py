@@ -67,6 +67,10 @@ class Detection:
     thresholds: Mapping[str, float] = field(default_factory=dict)
     scores: Mapping[str, float] = field(default_factory=dict)
     votes: Mapping[str, bool] = field(default_factory=dict)
+    hold_s: float = 0.0
+    """Extra onset delay (s) on top of ``alarms.onset_s``: the LSTM artefact gate sets it on a
+    fixed-limit detection whose breach the trend does not support (`edge.runtime.EdgeCore`),
+    bounded by ``model.artefact_hold_s``; 0 for everything else."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

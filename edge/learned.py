@@ -1,7 +1,8 @@
 """Learned detection: the vitals bundle (models/BUNDLE.md) scored per bed, one row per second.
 
 `LearnedDetector` is a `edge.detect.Detector` like the fixed limits, and runs next to them:
-it adds detections, it never removes or mutes one. `load_learned` builds it from the
+it adds detections and never removes or mutes one; its one effect on the fixed limits is the
+bounded artefact hold of rule 8. `load_learned` builds it from the
 configuration at start-up, or, when the bundle is refused, a `ModelUnavailableDetector` that
 keeps the technical alert ``model_unavailable`` raised while the fixed limits carry on.
 
@@ -40,6 +41,16 @@ Rules (what a trained bundle relies on; see models/BUNDLE.md for the contract it
    outputs). The TFLite interpreters are the ones the bundle loader created and verified; they
    run through `TFLiteModel.predict_into` (no allocation). Detections (dicts, strings)
    are built only when something fires. One thread only: the runtime thread.
+8. **Artefact gate.** `artefact_hold` gives ``model.artefact_hold_s`` for a bed whose
+   ``p_event`` of the row BEFORE the newest is at or below its threshold, else 0 (also while
+   the forecaster warms up: no trend, no hold). The row before: the trend leading into a
+   breach, not the breach itself (a dip of SpO2 in the newest row moves the forecaster, and
+   an artefact would vouch for itself). `edge.runtime.EdgeCore` puts it on that bed's
+   fixed-limit detections as ``hold_s``; the alarm manager keeps the hold of the detection
+   that opened a condition (the decision at the breach's first second) and waits that much
+   longer before announcing it (edge/alarms.py rule 1). A brief artefact ends inside the
+   hold; a breach that lasts alarms at most ``artefact_hold_s`` later. The gate never delays
+   a learned or technical alert.
 """
 
 from __future__ import annotations
@@ -54,7 +65,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.bedstate import BedState, VitalsRing
-from edge.config import EdgeConfig
+from edge.config import ARTEFACT_HOLD_MAX_S, EdgeConfig
 from edge.detect import Detector, default_detectors
 from edge.events import Detection, Priority
 from models.bundle import Bundle, BundleError, load_bundle
@@ -116,6 +127,7 @@ _N_VITALS: Final = len(VITAL_NAMES)
 _SCORE_KEYS: Final = (
     "autoencoder.mse", "iforest.score", "dbscan.ratio", "risk.probability", "forecaster.p_event",
 )
+_P_EVENT: Final = 4
 
 
 class LearnedModelError(BundleError):
@@ -292,6 +304,7 @@ class _BedState:
         "features",
         "fed_s",
         "history",
+        "p_before",
         "pos",
         "ring",
         "scores",
@@ -315,18 +328,26 @@ class _BedState:
         self.detections: list[Detection] = []
         # Scores of the newest scored row, in _SCORE_KEYS order; NaN = not computed.
         self.scores = np.full(len(_SCORE_KEYS), np.nan)
+        self.p_before = math.nan  # p_event of the row scored before the newest (rule 8)
 
 
 class LearnedDetector:
     """The vitals bundle as a `Detector`: ensemble, risk and forecaster for each configured bed.
 
     ``bed_ids``: the beds it will see (state is allocated for each now, none later; an unknown
-    bed gets no learned detections). ``stale_s``: ``alarms.stale_s``. Raises
-    `LearnedModelError` for a bundle it cannot run (rule 6).
+    bed gets no learned detections). ``stale_s``: ``alarms.stale_s``; ``artefact_hold_s``:
+    ``model.artefact_hold_s`` (rule 8). Raises `LearnedModelError` for a bundle it cannot run
+    (rule 6).
     """
 
-    def __init__(self, bundle: Bundle, bed_ids: Sequence[str], *, stale_s: float = 3.0) -> None:
+    def __init__(
+        self, bundle: Bundle, bed_ids: Sequence[str], *, stale_s: float = 3.0,
+        artefact_hold_s: float = 0.0,
+    ) -> None:
+        if not 0.0 <= artefact_hold_s <= ARTEFACT_HOLD_MAX_S:
+            raise ValueError(f"artefact_hold_s={artefact_hold_s} outside 0..{ARTEFACT_HOLD_MAX_S}")
         plan = _Plan.check(bundle)
+        self._hold_s = artefact_hold_s
         self._plan = plan
         self._model = f"{MODEL_PREFIX}{bundle.version}"
         self._stale_s = stale_s
@@ -413,6 +434,7 @@ class LearnedDetector:
     def _score(self, st: _BedState, ring: VitalsRing) -> None:
         """Score the newest row; replace the bed's current detections."""
         st.detections = []
+        st.p_before = float(st.scores[_P_EVENT])
         st.scores.fill(np.nan)
         if st.history < self._warmup_rows or st.features is None:
             return
@@ -540,6 +562,13 @@ class LearnedDetector:
             return []
         return list(st.detections)
 
+    def artefact_hold(self, bed_id: str) -> float:
+        """Extra onset delay (s) for ``bed_id``'s fixed-limit breaches now (rule 8)."""
+        st = self._beds.get(bed_id)
+        if st is None or self._hold_s <= 0.0:
+            return 0.0
+        return self._hold_s if st.p_before <= self._t["forecaster.p_event"] else 0.0  # NaN: 0
+
     def scores(self, bed_id: str) -> dict[str, float]:
         """Scores of the bed's newest scored row (empty during warm-up; allocates, not per tick).
 
@@ -612,11 +641,13 @@ class LearnedSetup:
     """What start-up decided: the detectors to run and the model status for the retained status.
 
     ``status`` is ``{"state": "off"}``, ``{"state": "loaded", "version", "model", "bundle"}``
-    or ``{"state": "refused", "bundle", "reason"}``.
+    or ``{"state": "refused", "bundle", "reason"}``. ``gate``: the learned detector when it
+    loaded and ``model.artefact_hold_s`` is above 0 (rule 8), for `edge.runtime.EdgeCore`.
     """
 
     detectors: list[Detector]
     status: Mapping[str, str]
+    gate: LearnedDetector | None = None
 
 
 def load_learned(config: EdgeConfig) -> LearnedSetup:
@@ -634,7 +665,8 @@ def load_learned(config: EdgeConfig) -> LearnedSetup:
     try:
         bundle = load_bundle(path)
         learned = LearnedDetector(
-            bundle, [b.id for b in config.beds], stale_s=config.alarms.stale_s
+            bundle, [b.id for b in config.beds], stale_s=config.alarms.stale_s,
+            artefact_hold_s=config.model.artefact_hold_s,
         )
     except (BundleError, ModelError, OSError, ValueError) as exc:
         reason = str(exc)
@@ -647,6 +679,7 @@ def load_learned(config: EdgeConfig) -> LearnedSetup:
         return LearnedSetup(
             [*detectors, learned],
             {"state": "loaded", "version": bundle.version, "model": learned.model, "bundle": path},
+            learned if config.model.artefact_hold_s > 0 else None,
         )
     priority = config.technical.priority("model_unavailable")
     if priority is not None:

@@ -18,14 +18,15 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from importlib import metadata
 from typing import Any, Final, Protocol
 
 from edge.alarms import AlarmManager, AlarmTiming
 from edge.bedstate import BedState, VitalsSample
 from edge.config import EdgeConfig
-from edge.detect import Detector, default_detectors
-from edge.events import AlertEvent
+from edge.detect import Detector, FixedLimitsDetector, default_detectors
+from edge.events import AlertEvent, Detection
 from edge.learned import load_learned
 from edge.mqtt import MqttPublisher
 from edge.outbox import Outbox
@@ -72,8 +73,20 @@ class SystemClock:
         return time.time()
 
 
+class ArtefactGate(Protocol):
+    """How long a bed's fixed-limit breaches wait beyond the onset (edge.learned rule 8)."""
+
+    def artefact_hold(self, bed_id: str) -> float:
+        """Extra onset delay (s), 0 for none, after this tick's detectors have run."""
+        ...
+
+
 class EdgeCore:
-    """Bed states + detectors + alarm manager, without threads, sockets or clocks."""
+    """Bed states + detectors + alarm manager, without threads, sockets or clocks.
+
+    ``gate``: the LSTM artefact gate (`edge.learned.LearnedDetector`), asked once per evaluated
+    bed after every detector ran; its hold goes on that bed's fixed-limit detections only.
+    """
 
     def __init__(
         self,
@@ -82,8 +95,10 @@ class EdgeCore:
         now: float,
         detectors: Sequence[Detector] | None = None,
         alarms: AlarmManager | None = None,
+        gate: ArtefactGate | None = None,
     ) -> None:
         self.config = config
+        self.gate = gate
         self.beds: dict[str, BedState] = {
             bed.id: BedState(
                 bed.id,
@@ -142,8 +157,25 @@ class EdgeCore:
                 except Exception:
                     self.detector_errors += 1
                     _log.exception("detector %s failed on bed %s", detector.model, bed_id)
+            if self.gate is not None:
+                detections = self._hold(bed_id, detections)
             events.extend(self.alarms.update(bed_id, detections, now))
         return events
+
+    def _hold(self, bed_id: str, detections: list[Detection]) -> list[Detection]:
+        assert self.gate is not None
+        try:
+            hold = self.gate.artefact_hold(bed_id)
+        except Exception:  # a broken gate must not delay nor stop the fixed limits
+            self.detector_errors += 1
+            _log.exception("artefact gate failed on bed %s; no hold", bed_id)
+            return detections
+        if hold <= 0.0:
+            return detections
+        return [
+            replace(d, hold_s=hold) if d.model == FixedLimitsDetector.MODEL else d
+            for d in detections
+        ]
 
     def vitals_due(self, now: float) -> list[tuple[str, VitalsSample]]:
         """Beds with a new vitals sample whose last publication is ``vitals_interval_s`` old."""
@@ -215,10 +247,12 @@ class Runtime:
         # The learned model is loaded (and verified) here, once; a refused bundle leaves the
         # fixed limits running plus the technical alert model_unavailable (edge.learned).
         self.model_status: dict[str, str] | None = None
+        gate = None
         if detectors is None:
             setup = load_learned(config)
             detectors, self.model_status = setup.detectors, dict(setup.status)
-        self.core = EdgeCore(config, now=self.clock.monotonic(), detectors=detectors)
+            gate = setup.gate
+        self.core = EdgeCore(config, now=self.clock.monotonic(), detectors=detectors, gate=gate)
         self.outbox = Outbox(config.mqtt.queue_max)
         self.publisher = MqttPublisher(
             config.mqtt,

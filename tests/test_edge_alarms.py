@@ -229,3 +229,60 @@ def test_technical_detector_respects_off() -> None:
     core.on_frame("b", StatusFrame(flags=StatusFlag.LEAD_OFF), 1.0)
     bed = core.beds["b"]
     assert core.detectors[0].update(bed, 1.0) == []
+
+
+def _hold_run(holds: list[float], technical: bool = False) -> list[tuple[float, EventType]]:
+    """One condition present every second with the given hold_s; (time, event) of its events."""
+    manager = AlarmManager(AlarmTiming(onset_s=5.0, technical_onset_s=2.0, clear_s=2.0))
+    out = []
+    for t, hold in enumerate(holds):
+        d = Detection(kind="spo2_low", priority=Priority.MEDIUM, message="m", model="x/1",
+                      technical=technical, hold_s=hold)
+        out += [(e.time_s, e.event) for e in manager.update("b", [d], float(t))]
+    return out
+
+
+def test_the_hold_of_the_opening_detection_lengthens_the_onset() -> None:
+    assert _hold_run([0.0] * 20) == [(5.0, EventType.NEW)]
+    assert _hold_run([10.0] * 20) == [(15.0, EventType.NEW)]
+    # Decided at the condition's first second: later holds neither add nor release.
+    assert _hold_run([10.0] + [0.0] * 19) == [(15.0, EventType.NEW)]
+    assert _hold_run([0.0] + [10.0] * 19) == [(5.0, EventType.NEW)]
+    assert _hold_run([10.0] * 14) == []  # gone before the hold ran out: never announced
+    assert _hold_run([10.0] * 20, technical=True) == [(2.0, EventType.NEW)]
+
+
+def test_the_gate_holds_fixed_limits_only_and_a_broken_gate_holds_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Gate:
+        def __init__(self, hold: float | None) -> None:
+            self.hold = hold
+
+        def artefact_hold(self, bed_id: str) -> float:
+            if self.hold is None:
+                raise RuntimeError("gate exploded")
+            return self.hold
+
+    class Learned:
+        model = "vitals-bundle/x"
+
+        def update(self, bed: object, now: float) -> list[Detection]:
+            return [Detection(kind="ensemble_anomaly", priority=Priority.HIGH, message="m",
+                              model=self.model)]
+
+    def first_new(hold: float | None) -> dict[str, float]:
+        config = _config()
+        detectors: list[Detector] = [FixedLimitsDetector(config.limits, config.alarms), Learned()]
+        core = EdgeCore(config, now=0.0, detectors=detectors, gate=Gate(hold))
+        times: dict[str, float] = {}
+        for t in range(1, 30):
+            core.on_frame("bed1", VitalsFrame(hr_bpm=200.0), float(t))
+            for e in core.evaluate(float(t)):
+                times.setdefault(e.kind, e.time_s)
+        return times
+
+    assert first_new(0.0) == {"hr_high": 4.0, "ensemble_anomaly": 4.0}  # onset_s 3
+    assert first_new(7.0) == {"hr_high": 11.0, "ensemble_anomaly": 4.0}
+    assert first_new(None) == {"hr_high": 4.0, "ensemble_anomaly": 4.0}
+    assert "artefact gate failed on bed bed1" in caplog.text

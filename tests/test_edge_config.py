@@ -177,3 +177,11 @@ def test_print_default_is_the_packaged_file(capsys: pytest.CaptureFixture[str]) 
     out = capsys.readouterr().out
     assert out == default_config_text()
     tomllib.loads(out)
+
+
+def test_artefact_hold_is_bounded() -> None:
+    assert parse_config(MINIMAL).model.artefact_hold_s == 10.0
+    assert parse_config(_with(model={"artefact_hold_s": 0})).model.artefact_hold_s == 0.0
+    (error,) = _errors(_with(model={"artefact_hold_s": 45}))
+    assert error.startswith("model.artefact_hold_s: 45 is out of range")
+    assert "0..30" in error

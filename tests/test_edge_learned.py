@@ -56,12 +56,12 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> vb.VitalsBundle:
     return vb.build(tmp_path_factory.mktemp("vitals-bundle"))
 
 
-def _config(bundle: Path | str = "", **alarms: float) -> EdgeConfig:
+def _config(bundle: Path | str = "", hold_s: float = 0.0, **alarms: float) -> EdgeConfig:
     return parse_config(
         {
             "beds": [{"id": "bed1", "serial": "/dev/null"}],
             "alarms": {"onset_s": 5.0, "clear_s": 3.0, "stale_s": 3.0, **alarms},
-            "model": {"bundle": str(bundle)},
+            "model": {"bundle": str(bundle), "artefact_hold_s": hold_s},
         }
     )
 
@@ -82,13 +82,14 @@ def _play(core: EdgeCore, vitals: np.ndarray, t0: int = 0) -> list[AlertEvent]:
     return events
 
 
-def _core(bundle: Path) -> tuple[EdgeCore, LearnedDetector]:
-    config = _config(bundle)
+def _core(bundle: Path, hold_s: float = 0.0) -> tuple[EdgeCore, LearnedDetector]:
+    config = _config(bundle, hold_s)
     setup = load_learned(config)
     assert setup.status["state"] == "loaded", setup.status
     learned = setup.detectors[-1]
     assert isinstance(learned, LearnedDetector)
-    return EdgeCore(config, now=0.0, detectors=setup.detectors), learned
+    assert setup.gate is (learned if hold_s > 0 else None)
+    return EdgeCore(config, now=0.0, detectors=setup.detectors, gate=setup.gate), learned
 
 
 def _new(events: list[AlertEvent], kind: str) -> list[AlertEvent]:
@@ -177,6 +178,50 @@ def test_forecaster_warns_before_a_slow_ramp_crosses_the_fixed_limit(
     assert warning.model == MODEL
     assert 300 <= warning.time_s < limit.time_s
     assert warning.scores["forecaster.p_event"] > built.thresholds["forecaster.p_event"]
+
+
+def _spo2_breach(seed: int, start: int, seconds: int) -> np.ndarray:
+    vitals = vb.normal_vitals(seed)
+    vitals[start : start + seconds, VITAL_FIELDS.index("spo2_pct")] = 82.0
+    return vitals
+
+
+@pytest.mark.parametrize("seconds", [8, 14])
+def test_artefact_gate_holds_back_a_brief_breach_the_trend_does_not_support(
+    built: vb.VitalsBundle, seconds: int
+) -> None:
+    """Longer than the 5 s onset, shorter than onset + 10 s hold: alarms only ungated."""
+    vitals = _spo2_breach(NORMAL_SEED, 400, seconds)
+    plain, _ = _core(built.path)
+    assert len(_new(_play(plain, vitals), "spo2_low")) == 1
+    gated, learned = _core(built.path, hold_s=10.0)
+    _play(gated, vitals[:400])
+    assert learned.artefact_hold("bed1") == 10.0  # the trend of a normal patient: no event
+    assert _new(_play(gated, vitals[400:], t0=400), "spo2_low") == []
+
+
+def test_artefact_gate_delays_a_lasting_breach_by_at_most_the_hold(
+    built: vb.VitalsBundle,
+) -> None:
+    vitals = _spo2_breach(NORMAL_SEED, 400, 120)
+    (plain,) = _new(_play(_core(built.path)[0], vitals), "spo2_low")
+    (gated,) = _new(_play(_core(built.path, hold_s=10.0)[0], vitals), "spo2_low")
+    assert plain.time_s == 405.0
+    assert plain.time_s < gated.time_s <= plain.time_s + 10.0
+    assert gated.started_s == plain.started_s == 400.0
+
+
+def test_artefact_gate_never_holds_during_warm_up_nor_for_unknown_beds(
+    built: vb.VitalsBundle,
+) -> None:
+    """No forecaster output yet = no trend to disagree with: the limits alarm at onset."""
+    vitals = _spo2_breach(NORMAL_SEED, 10, 30)[:120]
+    core, learned = _core(built.path, hold_s=10.0)
+    (alert,) = _new(_play(core, vitals), "spo2_low")
+    assert alert.time_s == 15.0
+    assert learned.artefact_hold("no-such-bed") == 0.0
+    with pytest.raises(ValueError, match="artefact_hold_s"):
+        LearnedDetector(load_bundle(built.path), ["bed1"], artefact_hold_s=31.0)
 
 
 def test_risk_model_raises_a_medium_alert(built: vb.VitalsBundle, tmp_path: Path) -> None:

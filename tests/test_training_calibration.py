@@ -373,3 +373,33 @@ def test_events_act_on_physiology_before_measurement(fixture_calib: CalibrationR
     assert np.nanmax(np.abs(d[:600])) < 1e-9
     assert np.nanmedian(d[700:850]) > 5.0  # most of 12 points (clipped at 0 % never)
     assert with_ev.labels[EventKind.DESATURATION][600:960].all()
+
+
+def test_cohort_recording_regimes(fixture_calib: CalibrationResult) -> None:
+    """Beds without a temperature probe and beds feeding held minute numerics, as asked."""
+    base = synth_cohort(20, 1.0, fixture_calib, seed=3)
+    mixed = synth_cohort(20, 1.0, fixture_calib, seed=3, no_temp_fraction=0.25,
+                         held_fraction=0.5, held_period_s=60)
+    no_temp = {p.patient for p in mixed if np.isnan(p.vitals[:, Vital.TEMP]).all()}
+    held = {p.patient for p in mixed if p.native_period_s == 60.0}
+    assert len(no_temp) == 5
+    assert len(held) == 10
+    assert not any(np.isnan(p.vitals[:, Vital.TEMP]).all() for p in base)
+    for p, q in zip(base, mixed, strict=True):
+        # Physiology, events and labels do not move when the regimes are drawn.
+        assert p.events == q.events
+        assert p.profile == q.profile
+        assert np.array_equal(p.truth, q.truth)
+        if q.patient in held:
+            minute = q.vitals.reshape(60, 60, -1)
+            assert np.array_equal(minute, np.broadcast_to(minute[:, :1], minute.shape),
+                                  equal_nan=True)
+            want = p.vitals[::60]
+            if q.patient in no_temp:
+                want = want.copy()
+                want[:, Vital.TEMP] = np.nan
+            assert np.array_equal(q.vitals[::60], want, equal_nan=True)
+    with pytest.raises(ValueError, match="held_fraction"):
+        synth_cohort(2, 1.0, fixture_calib, seed=3, held_fraction=1.5)
+    with pytest.raises(ValueError, match="held_period_s"):
+        synth_patient(base[0].profile, 60, seed=1, held_period_s=0)

@@ -86,7 +86,7 @@ def test_fixed_limits_detect_one_deep_desaturation_after_the_onset_delay(bundle:
     assert (kind.events, kind.detected, kind.sensitivity) == (1, 1, 1.0)
     assert kind.median_delay_s == ONSET_S  # limit crossed at the onset, alert after onset_s
     assert fixed.false_alerts == 0
-    assert report.suppression["implemented"] is False
+    assert report.suppression["hold_s"] == 10.0
     assert report.suppression["fixed_limit_alerts_identical_without_model"] is True
 
 
@@ -130,6 +130,19 @@ def test_counting_rules_on_hand_made_alerts() -> None:
     assert f.event_free_hours == round((3600 - 220) / 3600, 4)
 
 
+def test_the_gated_set_drops_a_brief_dip_and_delays_a_lasting_event_by_at_most_the_hold(
+    bundle: Path,
+) -> None:
+    desat = Event(EventKind.DESATURATION, 1200.0, 120.0, 0.0, 17.0)
+    p = _patient("gate", 1800, (desat,), dips=((600, 8),))
+    report = evaluate(bundle, cohort=[p], onset_s=ONSET_S)
+    plain, gated = _set(report, "fixed_limits"), _set(report, "fixed_limits_gated")
+    assert (plain.false_alerts, plain.detected, plain.median_delay_s) == (1, 1, ONSET_S)
+    assert (gated.false_alerts, gated.detected) == (0, 1)
+    assert gated.median_delay_s is not None
+    assert ONSET_S <= gated.median_delay_s <= ONSET_S + report.suppression["hold_s"]
+
+
 def test_fixed_limit_alerts_do_not_depend_on_the_learned_detectors(bundle: Path) -> None:
     from models.bundle import load_bundle  # noqa: PLC0415
 
@@ -165,7 +178,8 @@ def test_report_round_trips_json_and_markdown_has_the_tables(bundle: Path) -> No
         "| set | sensitivity | median / p90 delay (s)", "| (a) fixed limits only |",
         "| (c) 2-of-3 ensemble |", "| (d) ensemble + LSTM early warning |",
         "| score | AUROC |", "| network | int8 | float32 |", "LSTM lead time",
-        "not implemented on the edge", "piecewise-constant at 1 Hz", "UPPER BOUNDS",
+        "Artefact suppression by the LSTM (hold 10 s", "piecewise-constant at 1 Hz",
+        "UPPER BOUNDS", "| (a') fixed limits + LSTM artefact gate |",
         "2 patients, 0.5 h, 1 injected events",
     ):
         assert needle in md, needle

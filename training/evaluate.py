@@ -17,7 +17,14 @@ rules 1-4), so ONE replay with every detector yields, kind by kind, exactly the 
 a core running only that detector would publish; `ALERT_SETS` then selects kinds. (A test checks
 this for the fixed limits against a core that runs the fixed limits alone.)
 
-Alert sets (`ALERT_SETS`): (a) ``fixed_limits`` every kind of `FixedLimitsDetector`; (b)
+A second core runs on the same frames with the technical and fixed-limit detectors only and
+the LSTM artefact gate of the same `LearnedDetector` (edge/learned.py rule 8, hold
+``model.artefact_hold_s``, default 10 s): its alerts are the set (a') below, what the edge
+publishes with a bundle loaded. The first core has no gate, so (a) is the fixed limits as they
+are without a model.
+
+Alert sets (`ALERT_SETS`): (a) ``fixed_limits`` every kind of `FixedLimitsDetector`; (a')
+``fixed_limits_gated`` the same behind the artefact gate; (b)
 ``autoencoder``, ``iforest``, ``dbscan`` each detector's vote alone; (c) ``ensemble`` the 2-of-3
 ``ensemble_anomaly``; (d) ``ensemble_lstm`` ``ensemble_anomaly`` or ``early_warning``; and, for
 reference, ``risk`` (``risk_high``) and ``early_warning`` alone. Technical alerts are never counted.
@@ -51,10 +58,9 @@ Counting rules (synthetic patients: events and per-second labels are ground trut
   ``[onset, end + POST_EVENT_S]``, lead = first limit alert - first warning (s; > 0 = the
   warning came first). A warning before the onset is not a false alert (it is within the margin)
   and is reported as such.
-- ARTEFACT SUPPRESSION: the edge does not implement it (`LearnedDetector` adds detections and
-  never removes one); the report says so, checks that the fixed-limit alerts are the same with
-  and without the learned detectors, and counts how many false and how many true fixed-limit
-  alerts had ``p_event`` below its threshold at their ``new`` (what a gate WOULD suppress).
+- ARTEFACT SUPPRESSION: sets (a) and (a') counted by the same rules: false alerts removed by
+  the gate, events it missed, and what it added to the delay. The report also checks that the
+  ungated fixed-limit alerts are the same with and without the learned detectors.
 
 Held-out patients: by default the bundle's own test split, regenerated exactly as
 `training.fit.prepare` made it (same preset, seed, calibration data, checked against the
@@ -68,7 +74,7 @@ import json
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -125,10 +131,14 @@ _SCORE_COLUMNS: Final = (
 )
 _FORECASTER_COLUMN: Final = 4
 _FIXED: Final = "fixed_limits"
+GATED_MODEL: Final = f"{FixedLimitsDetector.MODEL}+artefact-gate"
+"""Model name the replay gives the gated core's fixed-limit alerts, to count them apart."""
 
-ALERT_SETS: Final[Mapping[str, tuple[str, frozenset[str] | None]]] = {
-    # name -> (description, alert kinds; None = every kind the fixed limits raise)
+ALERT_SETS: Final[Mapping[str, tuple[str, frozenset[str] | str | None]]] = {
+    # name -> (description, alert kinds; None = every kind the fixed limits raise; a str =
+    # every alert of that model)
     _FIXED: ("(a) fixed limits only", None),
+    "fixed_limits_gated": ("(a') fixed limits + LSTM artefact gate", GATED_MODEL),
     "autoencoder": ("(b) autoencoder vote alone", frozenset({_VOTE_KINDS["autoencoder"]})),
     "iforest": ("(b) isolation forest vote alone", frozenset({_VOTE_KINDS["iforest"]})),
     "dbscan": ("(b) DBSCAN vote alone", frozenset({_VOTE_KINDS["dbscan"]})),
@@ -234,27 +244,40 @@ def replay(
     """Feed ``vitals`` (n, 7), one frame a second, through a fresh `EdgeCore`; collect alerts.
 
     ``bundle`` None: technical and fixed-limit detectors only (the edge without a model).
+    Otherwise a second, gated core runs too (module doc); its alerts carry `GATED_MODEL`.
     """
-    detectors = default_detectors(config.limits, config.technical, config.alarms)
-    learned = None
+    limits = default_detectors(config.limits, config.technical, config.alarms)
+    detectors = list(limits)
+    learned = gated = None
     if bundle is not None:
-        learned = LearnedDetector(bundle, [BED], stale_s=config.alarms.stale_s)
+        learned = LearnedDetector(bundle, [BED], stale_s=config.alarms.stale_s,
+                                  artefact_hold_s=config.model.artefact_hold_s)
         detectors += [learned, SingleDetectorProbe(learned, config.alarms.stale_s)]
+        gated = EdgeCore(config, now=0.0, detectors=limits, gate=learned)
     core = EdgeCore(config, now=0.0, detectors=detectors)
     n = int(vitals.shape[0])
     scores = np.full((n, len(_SCORE_COLUMNS)), np.nan)
     events: list[AlertEvent] = []
+    gated_events: list[AlertEvent] = []
     for k in range(n):
         now = float(k)
-        core.on_frame(BED, _frame(k, vitals[k]), now)
+        frame = _frame(k, vitals[k])
+        core.on_frame(BED, frame, now)
         events.extend(core.evaluate(now))
+        if gated is not None:  # after `core`: the learned detector has scored this second
+            gated.on_frame(BED, frame, now)
+            gated_events.extend(gated.evaluate(now))
         if learned is not None:
             row = learned.scores(BED)
             for j, key in enumerate(_SCORE_COLUMNS):
                 value = row.get(key)
                 if value is not None:
                     scores[k, j] = value
-    return PatientReplay(patient, n, _spans(events, float(n)), scores)
+    spans = _spans(events, float(n)) + tuple(
+        replace(a, model=GATED_MODEL) for a in _spans(gated_events, float(n))
+    )
+    return PatientReplay(patient, n, tuple(sorted(spans, key=lambda a: (a.start_s, a.kind))),
+                         scores)
 
 
 def _spans(events: Iterable[AlertEvent], record_end_s: float) -> tuple[AlertSpan, ...]:
@@ -276,8 +299,12 @@ def _spans(events: Iterable[AlertEvent], record_end_s: float) -> tuple[AlertSpan
 # ------------------------------------------------------------------------------ counting
 
 
-def _in_set(alert: AlertSpan, kinds: frozenset[str] | None) -> bool:
-    return alert.model == FixedLimitsDetector.MODEL if kinds is None else alert.kind in kinds
+def _in_set(alert: AlertSpan, kinds: frozenset[str] | str | None) -> bool:
+    if kinds is None:
+        return alert.model == FixedLimitsDetector.MODEL
+    if isinstance(kinds, str):
+        return alert.model == kinds
+    return alert.kind in kinds
 
 
 def _clinical(events: Iterable[Event]) -> list[Event]:
@@ -303,7 +330,7 @@ def _is_false(alert: AlertSpan, events: Sequence[Event]) -> bool:
 
 
 def _first_new(
-    alerts: Iterable[AlertSpan], kinds: frozenset[str] | None, lo: float, hi: float
+    alerts: Iterable[AlertSpan], kinds: frozenset[str] | str | None, lo: float, hi: float
 ) -> float | None:
     times = [a.start_s for a in alerts if _in_set(a, kinds) and lo <= a.start_s <= hi]
     return min(times) if times else None
@@ -489,13 +516,12 @@ def _aurocs(
     return out
 
 
-def _lead_and_suppression(
-    replays: Sequence[PatientReplay], patients: Sequence[LabelledPatient], p_threshold: float,
-) -> tuple[dict[str, Any], dict[str, Any]]:
+def _lead_time(
+    replays: Sequence[PatientReplay], patients: Sequence[LabelledPatient],
+) -> dict[str, Any]:
     warn = ALERT_SETS["early_warning"][1]
     leads: list[float] = []
     warned_before_onset = events = 0
-    below_false = below_true = n_false = n_true = 0
     for rep, p in zip(replays, patients, strict=True):
         for e in p.events:
             events += 1
@@ -505,18 +531,7 @@ def _lead_and_suppression(
                 warned_before_onset += 1
             if w is not None and f is not None:
                 leads.append(f - w)
-        for a in rep.alerts:
-            if not _in_set(a, None):
-                continue
-            p_event = rep.scores[min(int(a.start_s), rep.seconds - 1), _FORECASTER_COLUMN]
-            below = bool(math.isfinite(p_event) and p_event <= p_threshold)
-            if _is_false(a, p.events):
-                n_false += 1
-                below_false += below
-            else:
-                n_true += 1
-                below_true += below
-    lead = {
+    return {
         "events": events,
         "events_with_warning_and_limit_alert": len(leads),
         "warning_first": sum(x > 0 for x in leads),
@@ -524,16 +539,6 @@ def _lead_and_suppression(
         "p90_lead_s": _quantile(leads, _P90),
         "events_warned_before_onset": warned_before_onset,
     }
-    suppression = {
-        "implemented": False,
-        "note": "edge.learned.LearnedDetector adds detections and never removes one: no fixed-"
-                "limit alert is suppressed by the LSTM on the edge today",
-        "fixed_limit_false_alerts": n_false,
-        "fixed_limit_false_alerts_with_p_event_below_threshold": below_false,
-        "fixed_limit_true_alerts": n_true,
-        "fixed_limit_true_alerts_with_p_event_below_threshold": below_true,
-    }
-    return lead, suppression
 
 
 # ------------------------------------------------------------------------------ cohorts
@@ -550,8 +555,7 @@ def held_out_patients(
     """
     from training.calibration import calibrate  # noqa: PLC0415
     from training.datasets import fingerprint, split_by_patient  # noqa: PLC0415
-    from training.fit import PRESETS, load_real_numerics  # noqa: PLC0415 - imports TensorFlow
-    from training.synth import synth_cohort  # noqa: PLC0415
+    from training.fit import PRESETS, load_real_numerics, synth_for  # noqa: PLC0415 - TF
 
     manifest = json.loads((Path(bundle_path) / "manifest.json").read_text(encoding="utf-8"))
     td = manifest.get("training_data", {})
@@ -562,19 +566,18 @@ def held_out_patients(
             "patients explicitly (--patients/--hours/--seed)"
         )
     cfg = PRESETS[td["preset"]].with_seed(int(td["seed"]))
-    if cfg.n_patients != td.get("patients") or cfg.n_patients * cfg.hours != td.get("hours"):
-        raise ValueError(f"preset {cfg.name} no longer matches the manifest's cohort size")
+    recording = {"no_temperature_probe_fraction": cfg.no_temp_fraction,
+                 "held_numerics_fraction": cfg.held_fraction, "held_period_s": cfg.held_period_s}
+    if (cfg.n_patients != td.get("patients") or cfg.n_patients * cfg.hours != td.get("hours")
+            or td.get("recording", {}) != recording):
+        raise ValueError(f"preset {cfg.name} no longer matches the manifest's cohort")
     real = load_real_numerics(data_dir)
     if fingerprint(real.files) != td.get("fingerprint"):
         raise ValueError(
             f"calibration data {real.source} is not what the bundle was fitted with "
             "(fingerprint differs): give the same --data"
         )
-    calib = calibrate(list(real.records))
-    cohort = synth_cohort(
-        cfg.n_patients, cfg.hours, calib, cfg.seed,
-        event_free_fraction=cfg.event_free_fraction, events_per_hour=cfg.events_per_hour,
-    )
+    cohort = synth_for(cfg, calibrate(list(real.records)))
     groups = split_by_patient([p.patient for p in cohort], cfg.split, seed=cfg.seed)
     if sorted(groups[2]) != sorted(test):
         raise ValueError("the regenerated test split differs from the manifest's")
@@ -702,13 +705,17 @@ def _markdown(r: EvaluationReport) -> str:
               f"{_fmt(lt['median_lead_s'], 0)} s (p90 {_fmt(lt['p90_lead_s'], 0)} s); "
               f"warning before the onset in {lt['events_warned_before_onset']} events.", ""]
     sp = r.suppression
+    by = {s.name: s for s in r.sets}
+    a, g = by[_FIXED], by["fixed_limits_gated"]
     lines += [
-        f"Artefact suppression by the LSTM: **not implemented on the edge** ({sp['note']}). "
-        f"Of {sp['fixed_limit_false_alerts']} false fixed-limit alerts, "
-        f"{sp['fixed_limit_false_alerts_with_p_event_below_threshold']} had p_event at or below "
-        f"its threshold at their onset (what a gate would suppress); so did "
-        f"{sp['fixed_limit_true_alerts_with_p_event_below_threshold']} of "
-        f"{sp['fixed_limit_true_alerts']} true ones (what it would wrongly suppress).", "",
+        f"Artefact suppression by the LSTM (hold {sp['hold_s']:g} s: {sp['rule']}): false "
+        f"fixed-limit alerts {a.false_alerts} -> {g.false_alerts} "
+        f"({_fmt(a.false_per_hour)} -> {_fmt(g.false_per_hour)} per patient-h); events "
+        f"detected {a.detected} -> {g.detected} of {a.events}; median delay "
+        f"{_fmt(a.median_delay_s, 0)} -> {_fmt(g.median_delay_s, 0)} s (p90 "
+        f"{_fmt(a.p90_delay_s, 0)} -> {_fmt(g.p90_delay_s, 0)} s). Fixed-limit alerts "
+        "identical with and without the learned detectors (ungated): "
+        f"{sp.get('fixed_limit_alerts_identical_without_model')}.", "",
     ]
     if r.real is not None:
         rl = r.real
@@ -764,9 +771,12 @@ def evaluate(
         replays.append(replay(config, bundle, p.patient, p.vitals))
     fc = bundle.manifest.extra["forecaster"]
     horizon_s = round(float(fc["horizon_steps"]) * float(fc["step_s"]))
-    lead, suppression = _lead_and_suppression(
-        replays, patients, bundle.manifest.thresholds["forecaster.p_event"]
-    )
+    lead = _lead_time(replays, patients)
+    suppression: dict[str, Any] = {
+        "hold_s": config.model.artefact_hold_s,
+        "rule": "a fixed-limit breach whose p_event the second before it began is at or below "
+                "its threshold waits hold_s longer than onset_s (edge/learned.py rule 8)",
+    }
     if patients:  # the fixed limits do not depend on the learned detectors (module rules)
         alone = replay(config, None, patients[0].patient, patients[0].vitals)
         with_model = [a for a in replays[0].alerts if _in_set(a, None)]

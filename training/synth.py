@@ -20,6 +20,12 @@ patients differ from each other, only how one patient varies around their own le
 - Temperature: library only; the real numerics have none.
 - Short motion artefacts and SpO2 dropouts (seconds): library rates; one-a-minute numerics
   cannot show them.
+- How the readings arrive (`synth_cohort` ``no_temp_fraction`` / ``held_fraction``, priors):
+  some beds have no temperature probe (the real numerics have none at all), and some feed
+  numerics once every ``held_period_s`` (60 s, as the MIMIC-III numerics do, and as bedside
+  monitors that forward minute numerics do), each reading held until the next. A model that
+  only ever saw a probe on every bed and fresh 1 Hz readings reads a flat, held series as
+  abnormal (its within-window SDs are zero), which is what a real record looks like.
 - Clinical events: random, injected with `firmware_bridge.sim.events` (pure), ground truth per
   second from `event_labels`.
 
@@ -416,12 +422,19 @@ def synth_patient(
     events: Sequence[Event] = (),
     gaps: Mapping[Vital, GapSpec] | None = None,
     patient: str = "synthetic",
+    temperature: bool = True,
+    held_period_s: int | None = None,
 ) -> SynthPatient:
     """One patient of ``profile`` for ``seconds`` s at 1 Hz: drift, events, noise, artefacts, gaps.
 
     Clinical events act on the true physiology before measurement (`events.apply_events`), as
-    the simulator does; gaps are applied last and are not clinical events.
+    the simulator does; gaps are applied last and are not clinical events. ``temperature``
+    False: no probe, the column is NaN throughout. ``held_period_s``: one reading every that
+    many seconds (from second 0), held piecewise-constant in between (a NaN reading stays NaN
+    until the next); the labels stay per second of the true physiology.
     """
+    if held_period_s is not None and held_period_s < 1:
+        raise ValueError(f"held_period_s={held_period_s} must be at least 1 s")
     sp = SyntheticPatient(profile, seed)
     t = np.arange(seconds, dtype=np.float64)
     true_rows = apply_events(_physiology(sp, seconds), t, events, seed=seed)
@@ -432,6 +445,10 @@ def synth_patient(
         mask = _gap_mask(rng, seconds, spec)
         for col in _GAP_GROUPS.get(vital, (vital,)):
             vitals[mask, col] = np.nan
+    if not temperature:
+        vitals[:, Vital.TEMP] = np.nan
+    if held_period_s is not None:
+        vitals = vitals[(np.arange(seconds) // held_period_s) * held_period_s]
     return SynthPatient(
         patient=patient,
         name=f"{patient}:{profile.name}",
@@ -441,6 +458,7 @@ def synth_patient(
         labels=event_labels(t, list(events)),
         gaps=gap_specs,
         seed=seed,
+        native_period_s=float(held_period_s or 1),
     )
 
 
@@ -453,24 +471,41 @@ def synth_cohort(
     event_free_fraction: float = 0.25,
     events_per_hour: float = 0.5,
     gaps: bool = True,
+    no_temp_fraction: float = 0.0,
+    held_fraction: float = 0.0,
+    held_period_s: int = 60,
 ) -> list[SynthPatient]:
     """``n_patients`` calibrated random patients of ``hours`` each, with per-second labels.
 
     A fraction ``event_free_fraction`` of patients (rounded, chosen at random) has no clinical
-    event; the others get `random_events` at ``events_per_hour`` (at least one). Patient ids are
-    ``synth:NNNN``: split them with `training.datasets.split_by_patient`, never by sample.
-    Deterministic for a seed.
+    event; the others get `random_events` at ``events_per_hour`` (at least one). Fractions
+    ``no_temp_fraction`` (no temperature probe) and ``held_fraction`` (readings every
+    ``held_period_s`` s, held) are drawn the same way, independently (module doc: how the
+    readings arrive); both 0 by default: a board's 1 Hz readings with every probe on. Patient
+    ids are ``synth:NNNN``: split them with `training.datasets.split_by_patient`, never by
+    sample. Deterministic for a seed; the two fractions use their own random stream, so
+    changing them leaves every patient's physiology and events as they were.
     """
     if n_patients < 1 or hours <= 0:
         raise ValueError(f"need n_patients >= 1 and hours > 0, got {n_patients}, {hours}")
-    if not 0.0 <= event_free_fraction <= 1.0:
-        raise ValueError(f"event_free_fraction={event_free_fraction} must be in [0, 1]")
+    for name, value in (("event_free_fraction", event_free_fraction),
+                        ("no_temp_fraction", no_temp_fraction),
+                        ("held_fraction", held_fraction)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name}={value} must be in [0, 1]")
     seconds = round(hours * _SECONDS_PER_HOUR)
     root = np.random.default_rng(seed)
     free = set(
         root.choice(
             n_patients, size=round(event_free_fraction * n_patients), replace=False
         ).tolist()
+    )
+    setup = np.random.default_rng([seed, 0x5E7])
+    no_temp = set(
+        setup.choice(n_patients, size=round(no_temp_fraction * n_patients), replace=False).tolist()
+    )
+    held = set(
+        setup.choice(n_patients, size=round(held_fraction * n_patients), replace=False).tolist()
     )
     out = []
     for i, child in enumerate(np.random.SeedSequence(seed).spawn(n_patients)):
@@ -486,6 +521,8 @@ def synth_cohort(
                 events=evs,
                 gaps=gap_specs,
                 patient=f"synth:{i:04d}",
+                temperature=i not in no_temp,
+                held_period_s=held_period_s if i in held else None,
             )
         )
     return out
