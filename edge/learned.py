@@ -26,7 +26,8 @@ Rules (what a trained bundle relies on; see models/BUNDLE.md for the contract it
    ``z = scaler(features)``; autoencoder ``mse = mean((out - z)^2)``; IsolationForest
    ``score_samples``; DBSCAN ``distance / eps``; votes by the manifest thresholds; two or more
    votes -> ``ensemble_anomaly`` (high). Risk ``P(event)`` on ``[z, mse, iforest, dbscan]`` ->
-   ``risk_high`` (medium). Forecaster ``p_event`` (last element of the packed output) on the
+   ``risk_high`` (medium). Forecaster ``p_event`` (from the last element of the packed output,
+   models/forecaster.py) on the
    last ``window_steps`` scaled vital levels, ``step_s`` apart, newest last ->
    ``early_warning`` (medium). Thresholds come
    only from the manifest.
@@ -77,6 +78,7 @@ from models.features import (
     FeatureSpecError,
     FeatureStream,
 )
+from models.forecaster import event_probability, split_packed
 from models.iforest import IsolationForestScorer
 from models.logistic import LogisticScorer
 from models.scaler import ScalerError, Standardizer
@@ -150,6 +152,7 @@ class _Forecaster:
     stride: int  # feature rows (seconds) between two forecaster steps
     vitals_mean: npt.NDArray[np.float64]
     vitals_scale: npt.NDArray[np.float64]
+    logit_scale: float  # p_event = sigmoid(logit_scale * last packed value)
 
     @property
     def span_rows(self) -> int:
@@ -204,7 +207,17 @@ def _parse_forecaster(extra: Mapping[str, Any], spec: FeatureSpec) -> _Forecaste
         stride=stride,
         vitals_mean=_vector(raw, "vitals_mean"),
         vitals_scale=_vector(raw, "vitals_scale", positive=True),
+        logit_scale=_positive_float(raw, "logit_scale"),
     )
+
+
+def _positive_float(raw: Mapping[str, Any], key: str) -> float:
+    value = raw.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (
+        math.isfinite(value) and value > 0
+    ):
+        raise _refuse(f"extra.forecaster.{key} must be a finite number > 0, got {value!r}")
+    return float(value)
 
 
 def _thresholds(raw: Mapping[str, float]) -> dict[str, float]:
@@ -457,7 +470,7 @@ class LearnedDetector:
         if st.history >= fc.span_rows:
             start = st.pos + 1
             packed = self._fc.predict_into(st.ring[start : start + fc.span_rows : fc.stride][None])
-            p_event = float(packed[0, -1])
+            p_event = event_probability(float(packed[0, -1]), fc.logit_scale)
         sc = st.scores
         sc[0], sc[1], sc[2], sc[3], sc[4] = mse, if_score, db_ratio, risk_p, p_event
         votes = (
@@ -601,7 +614,10 @@ class LearnedDetector:
         fc = p.forecaster
         if st.history >= fc.span_rows:
             window = st.ring[st.pos + 1 : st.pos + 1 + fc.span_rows : fc.stride][None]
-            out["forecaster.p_event"] = float(p.forecaster_model.predict(window)[0, -1])
+            packed = p.forecaster_model.predict(window)
+            out["forecaster.p_event"] = float(
+                split_packed(packed, fc.horizon_steps, _N_VITALS, fc.logit_scale)[1][0]
+            )
         return out
 
 

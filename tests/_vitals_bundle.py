@@ -31,6 +31,7 @@ from sklearn.preprocessing import StandardScaler
 from firmware_bridge.sim import SyntheticPatient, apply_events, event_labels, get_profile
 from firmware_bridge.sim.events import CLINICAL_KINDS, parse_event
 from models.features import VITAL_NAMES, FeatureSpec, compute_features
+from models.forecaster import EVENT_LOGIT_SCALE, event_probability
 from models.scaler import Standardizer
 from models.tflite import load_interpreter
 from training.bundle import ComponentFile, Golden, write_bundle
@@ -197,7 +198,10 @@ def build(root: Path) -> VitalsBundle:
         _windows((_levels(f) - vit_mean) / vit_scale, np.zeros(len(f), dtype=bool), 3)[0]
         for f in val_feats
     ]).astype(np.float32)
-    p_normal = np.array([fc_device.predict(w[None])[0, -1] for w in normal_windows])
+    p_normal = np.array([
+        event_probability(float(fc_device.predict(w[None])[0, -1]), EVENT_LOGIT_SCALE)
+        for w in normal_windows
+    ])
     thresholds["forecaster.p_event"] = max(0.5, float(np.quantile(p_normal, 0.999)))
 
     probe = z_val[:: 997][:8]
@@ -234,6 +238,7 @@ def build(root: Path) -> VitalsBundle:
                 "window_steps": WINDOW,
                 "horizon_steps": HORIZON,
                 "step_s": 1,
+                "logit_scale": EVENT_LOGIT_SCALE,
                 "vitals_mean": [float(v) for v in vit_mean],
                 "vitals_scale": [float(v) for v in vit_scale],
             }

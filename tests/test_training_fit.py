@@ -24,6 +24,7 @@ from sklearn.metrics import roc_auc_score
 
 from models.bundle import Bundle, load_bundle
 from models.features import FeatureSpec
+from models.forecaster import split_packed
 from models.scaler import Standardizer
 from models.tflite import load_interpreter
 from training.cli import main
@@ -37,7 +38,6 @@ from training.fit import (
     oversample_training_rows,
     prepare,
 )
-from training.nets import split_packed
 
 TINY = PRESETS["tiny"]
 MAX_AUROC_DROP = 0.005
@@ -86,7 +86,9 @@ def test_bundle_is_complete_and_verifies_through_device_loaders(bundle: Bundle) 
     spec = FeatureSpec.from_dict(m.feature_spec)
     Standardizer.from_dict(m.scaler).check_feature_names(spec.feature_names())
     fc = m.extra["forecaster"]
-    assert set(fc) == {"window_steps", "horizon_steps", "step_s", "vitals_mean", "vitals_scale"}
+    assert set(fc) == {
+        "window_steps", "horizon_steps", "step_s", "logit_scale", "vitals_mean", "vitals_scale"
+    }
     assert len(fc["vitals_mean"]) == len(fc["vitals_scale"]) == 7
     assert all(s > 0 for s in fc["vitals_scale"])
     ae = bundle.components["autoencoder"]
@@ -167,9 +169,10 @@ def test_forecaster_int8_keeps_validation_auroc(
     fc = bundle.manifest.extra["forecaster"]
     x, _, ev = forecaster_windows(prepared, "val")
     h = fc["horizon_steps"]
-    p_int8 = split_packed(_rows(bundle.components["forecaster"], x), h, 7)[1]
+    k = fc["logit_scale"]
+    p_int8 = split_packed(_rows(bundle.components["forecaster"], x), h, 7, k)[1]
     reference = load_interpreter(fitted[1] / "forecaster_float32.tflite")
-    p_f32 = split_packed(_rows(reference, x), h, 7)[1]
+    p_f32 = split_packed(_rows(reference, x), h, 7, k)[1]
     auroc_int8, auroc_f32 = roc_auc_score(ev, p_int8), roc_auc_score(ev, p_f32)
     print(f"forecaster val AUROC float32 {auroc_f32:.4f} int8 {auroc_int8:.4f}")
     assert auroc_f32 > MIN_FLOAT_AUROC

@@ -37,12 +37,12 @@ import keras
 import tensorflow as tf
 from sklearn import metrics
 
+from models.forecaster import EVENT_LOGIT_SCALE, split_packed
 from models.tflite import TFLiteModel, load_interpreter
 from training.nets import (
     build_autoencoder,
     build_forecaster,
     inference_copy,
-    split_packed,
 )
 from training.quantize import (
     ConversionError,
@@ -216,15 +216,17 @@ def test_forecaster_float_tflite_matches_keras(forecaster: Forecaster) -> None:
 def test_forecaster_packed_output_is_the_two_heads(forecaster: Forecaster) -> None:
     t = forecaster.trained
     forecast, event = forecaster.training_model.predict(t.x_val, verbose=0)
-    packed_forecast, p_event = split_packed(t.keras_out, HORIZON, VITALS)
+    packed_forecast, p_event = split_packed(t.keras_out, HORIZON, VITALS, EVENT_LOGIT_SCALE)
     np.testing.assert_allclose(packed_forecast, forecast, rtol=0, atol=1e-6)
     np.testing.assert_allclose(p_event, event[:, 0], rtol=0, atol=1e-6)
 
 
 def test_forecaster_int8_keeps_event_auroc(forecaster: Forecaster) -> None:
     t = forecaster.trained
-    auroc_float = metrics.roc_auc_score(t.y_val, split_packed(t.float_out, HORIZON, VITALS)[1])
-    auroc_int8 = metrics.roc_auc_score(t.y_val, split_packed(t.int8_out, HORIZON, VITALS)[1])
+    p_float = split_packed(t.float_out, HORIZON, VITALS, EVENT_LOGIT_SCALE)[1]
+    p_int8 = split_packed(t.int8_out, HORIZON, VITALS, EVENT_LOGIT_SCALE)[1]
+    auroc_float = metrics.roc_auc_score(t.y_val, p_float)
+    auroc_int8 = metrics.roc_auc_score(t.y_val, p_int8)
     print(f"forecaster event AUROC float {auroc_float:.4f} int8 {auroc_int8:.4f}")
     assert auroc_float > MIN_FLOAT_AUROC
     assert auroc_float - auroc_int8 <= MAX_AUROC_DROP

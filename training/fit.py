@@ -48,11 +48,11 @@ Detectors and their rules (thresholds are stored in the manifest, nowhere else):
   ``fc_window_steps`` samples, ``fc_step_s`` seconds apart (newest last), of the scaled vital
   levels (rule 1 of models/features.py), scaled with ``extra.forecaster.vitals_mean/scale``
   (the mean and ``fc_scale_sds`` x SD of the training patients' levels, events included:
-  forecast and p_event share one int8 output scale, so the forecast values are kept small
-  to leave p_event a fine quantum); outputs the next
-  ``fc_horizon_steps`` samples and P(a clinical event is active at any second of the next
-  ``fc_horizon_steps * fc_step_s`` seconds). THRESHOLD: same rule as the risk model (recall
-  at the stated precision).
+  the forecast and the packed event logit share one int8 output scale, so the forecast
+  values are kept within about +-1, the range of the logit / ``logit_scale``:
+  models/forecaster.py); outputs the next ``fc_horizon_steps`` samples and P(a clinical
+  event is active at any second of the next ``fc_horizon_steps * fc_step_s`` seconds).
+  THRESHOLD: same rule as the risk model (recall at the stated precision).
 
 Golden vectors: scikit-learn outputs for the numpy components, the int8 TFLite interpreter's
 outputs (through `models.tflite`) for the TFLite components, with a tolerance of one output
@@ -91,6 +91,7 @@ from sklearn.preprocessing import StandardScaler
 from firmware_bridge.frames import PROTOCOL_VERSION
 from firmware_bridge.sim.replay import fixture_path, load_recording
 from models.features import FEATURE_SPEC_VERSION, N_VITALS, FeatureSpec, compute_features
+from models.forecaster import EVENT_LOGIT_SCALE, split_packed
 from models.scaler import Standardizer
 from models.tflite import TFLiteModel, load_interpreter
 from training.bundle import ComponentFile, Golden, write_bundle
@@ -103,7 +104,7 @@ from training.datasets import (
     split_by_patient,
 )
 from training.export import export_dbscan, export_isolation_forest, export_logistic
-from training.nets import build_autoencoder, build_forecaster, inference_copy, split_packed
+from training.nets import build_autoencoder, build_forecaster, inference_copy
 from training.quantize import to_tflite_float, to_tflite_int8
 from training.synth import SynthPatient, synth_cohort
 
@@ -369,8 +370,8 @@ def prepare(config: FitConfig, data_dir: Path | None) -> Prepared:
     x_normal = np.concatenate([p.features[p.normal] for p in train])
     scaler = Standardizer().fit(x_normal, spec.feature_names())
     # Forecaster scaling: mean and fc_scale_sds x SD of the training patients' levels, events
-    # included. The forecast and p_event share ONE int8 output tensor (one scale), whose range
-    # the forecast values set; keeping them within about +-2 leaves p_event a fine quantum.
+    # included. The forecast and the scaled event logit share ONE int8 output tensor (one
+    # scale); 8 SDs keep the forecast within about +-1, the logit's range (models/forecaster).
     levels = np.concatenate([patients[p].levels for p in split["train"]])
     fc_scale = levels.std(axis=0) * config.fc_scale_sds
     fc_scale[~(fc_scale > 0)] = 1.0
@@ -730,8 +731,8 @@ def _fit_forecaster(prep: Prepared, art: _Artifacts) -> None:
     for split in ("val", "test"):
         x, fut, ev = forecaster_windows(prep, split)
         out8, out32 = _run_tflite(int8, x), _run_tflite(f32, x)
-        fc8, p8 = split_packed(out8, h, N_VITALS)
-        _, p32 = split_packed(out32, h, N_VITALS)
+        fc8, p8 = split_packed(out8, h, N_VITALS, EVENT_LOGIT_SCALE)
+        _, p32 = split_packed(out32, h, N_VITALS, EVENT_LOGIT_SCALE)
         art.metric(f"forecaster.{split}_auroc_int8", _auroc(ev, p8))
         art.metric(f"forecaster.{split}_auroc_float32", _auroc(ev, p32))
         art.metric(f"forecaster.{split}_rmse_scaled", float(np.sqrt(np.mean((fc8 - fut) ** 2))))
@@ -866,6 +867,7 @@ def fit(
                 "window_steps": cfg.fc_window_steps,
                 "horizon_steps": cfg.fc_horizon_steps,
                 "step_s": cfg.fc_step_s,
+                "logit_scale": EVENT_LOGIT_SCALE,
                 "vitals_mean": [float(v) for v in mean],
                 "vitals_scale": [float(v) for v in scale],
             }},

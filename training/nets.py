@@ -12,8 +12,9 @@ Rules of this module:
   4x faster). `inference_copy` rebuilds the twin from the model's config and copies weights.
 - The device adapter (`models.tflite`) takes exactly one input and one output, so the
   forecaster's two heads are packed into one output vector by `inference_copy`:
-  ``[forecast (horizon_steps x n_vitals, row-major: step, then vital)..., p_event]``.
-  `split_packed` undoes that.
+  ``[forecast (horizon_steps x n_vitals, row-major: step, then vital)..., event logit /
+  EVENT_LOGIT_SCALE]`` (models/forecaster.py says why a scaled logit and not the
+  probability). `models.forecaster.split_packed` undoes that.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 import keras
-import numpy as np
-import numpy.typing as npt
 from keras import layers
+
+from models.forecaster import EVENT_LOGIT_SCALE
 
 __all__ = [
     "EVENT_OUTPUT",
@@ -33,13 +34,14 @@ __all__ = [
     "build_autoencoder",
     "build_forecaster",
     "inference_copy",
-    "split_packed",
 ]
 
 FORECAST_OUTPUT: Final = "forecast"
 """Name of the forecaster's regression head: (batch, horizon_steps, n_vitals)."""
 EVENT_OUTPUT: Final = "event"
 """Name of the forecaster's event head: (batch, 1), probability of an event in the horizon."""
+EVENT_LOGIT: Final = "event_logit"
+"""The layer before the event head's sigmoid: what the packed output carries (scaled)."""
 PACKED_OUTPUT: Final = "packed"
 """Name of the single output of a multi-output model's inference copy."""
 
@@ -111,7 +113,8 @@ def build_forecaster(
         summary = layers.Dropout(dropout, name="summary_dropout")(summary)
     forecast = layers.Dense(horizon_steps * n_vitals, name="forecast_flat")(summary)
     forecast = layers.Reshape((horizon_steps, n_vitals), name=FORECAST_OUTPUT)(forecast)
-    event = layers.Dense(1, activation="sigmoid", name=EVENT_OUTPUT)(summary)
+    logit = layers.Dense(1, name=EVENT_LOGIT)(summary)
+    event = layers.Activation("sigmoid", name=EVENT_OUTPUT)(logit)
     return keras.Model(inputs, [forecast, event], name="forecaster")
 
 
@@ -121,7 +124,8 @@ def inference_copy(model: keras.Model, batch_size: int = 1, unroll: bool = True)
     The twin has a fixed batch of `batch_size` and its recurrent layers unrolled (see the
     module docstring for why the converter needs both). A model with several outputs gets
     one output, ``packed``: each output flattened and concatenated in the model's output
-    order, because the device adapter runs single-output models only.
+    order, because the device adapter runs single-output models only; an ``event`` output is
+    packed as its logit divided by `EVENT_LOGIT_SCALE` (models/forecaster.py).
     """
     config: dict[str, Any] = model.get_config()
     for layer in config["layers"]:
@@ -134,24 +138,13 @@ def inference_copy(model: keras.Model, batch_size: int = 1, unroll: bool = True)
     twin.set_weights(model.get_weights())
     if len(twin.outputs) == 1:
         return twin
+    outputs = list(twin.outputs)
+    for i, name in enumerate(twin.output_names):
+        if name == EVENT_OUTPUT:
+            logit = twin.get_layer(EVENT_LOGIT).output
+            outputs[i] = layers.Rescaling(1.0 / EVENT_LOGIT_SCALE, name="event_logit_scaled")(logit)
     flat = [
-        layers.Flatten(name=f"{PACKED_OUTPUT}_{i}")(output) for i, output in enumerate(twin.outputs)
+        layers.Flatten(name=f"{PACKED_OUTPUT}_{i}")(output) for i, output in enumerate(outputs)
     ]
     packed = layers.Concatenate(name=PACKED_OUTPUT)(flat)
     return keras.Model(twin.inputs, packed, name=f"{model.name}_packed")
-
-
-def split_packed(
-    packed: npt.NDArray[np.floating[Any]], horizon_steps: int, n_vitals: int
-) -> tuple[npt.NDArray[np.floating[Any]], npt.NDArray[np.floating[Any]]]:
-    """Forecaster packed output (batch, horizon_steps * n_vitals + 1) -> (forecast, p_event).
-
-    forecast is (batch, horizon_steps, n_vitals), p_event is (batch,).
-    """
-    width = horizon_steps * n_vitals
-    if packed.ndim != 2 or packed.shape[1] != width + 1:
-        raise ValueError(
-            f"expected packed output of shape (batch, {width + 1}), got {packed.shape}"
-        )
-    forecast = packed[:, :width].reshape(-1, horizon_steps, n_vitals)
-    return forecast, packed[:, width]
