@@ -42,14 +42,18 @@ Rules (what a trained bundle relies on; see models/BUNDLE.md for the contract it
    outputs). The TFLite interpreters are the ones the bundle loader created and verified; they
    run through `TFLiteModel.predict_into` (no allocation). Detections (dicts, strings)
    are built only when something fires. One thread only: the runtime thread.
-8. **Artefact gate.** `artefact_hold` gives ``model.artefact_hold_s`` for a bed whose
-   ``p_event`` of the row BEFORE the newest is at or below its threshold, else 0 (also while
-   the forecaster warms up: no trend, no hold). The row before: the trend leading into a
-   breach, not the breach itself (a dip of SpO2 in the newest row moves the forecaster, and
-   an artefact would vouch for itself). `edge.runtime.EdgeCore` puts it on that bed's
-   fixed-limit detections as ``hold_s``; the alarm manager keeps the hold of the detection
-   that opened a condition (the decision at the breach's first second) and waits that much
-   longer before announcing it (edge/alarms.py rule 1). A brief artefact ends inside the
+8. **Artefact gate.** `artefact_hold` gives ``model.artefact_hold_s`` for a breach of a
+   vital's limit that the trend does not support: the forecaster's output for the row BEFORE
+   the newest had ``p_event`` at or below its threshold AND its forecast of that vital stays
+   on the safe side of the limit over the whole horizon. Else 0 (also while the forecaster
+   warms up: no trend, no hold). The row before: the trend leading into a breach, not the
+   breach itself (a dip of SpO2 in the newest row moves the forecaster, and an artefact would
+   vouch for itself). The forecast test keeps a vital drifting along a limit (a real slow
+   deterioration, which flickers across it) from being held again at each crossing.
+   `edge.runtime.EdgeCore` puts it on that bed's fixed-limit detections as ``hold_s``; the
+   alarm manager keeps the hold of the detection that opened a condition (the decision at
+   the breach's first second) and waits that much longer before announcing it
+   (edge/alarms.py rule 1). A brief artefact ends inside the
    hold; a breach that lasts alarms at most ``artefact_hold_s`` later. The gate never delays
    a learned or technical alert.
 """
@@ -314,6 +318,8 @@ class _BedState:
 
     __slots__ = (
         "detections",
+        "fc_before",
+        "fc_now",
         "features",
         "fed_s",
         "history",
@@ -342,6 +348,9 @@ class _BedState:
         # Scores of the newest scored row, in _SCORE_KEYS order; NaN = not computed.
         self.scores = np.full(len(_SCORE_KEYS), np.nan)
         self.p_before = math.nan  # p_event of the row scored before the newest (rule 8)
+        # Forecasts (horizon_steps, 7), in vital units, of the newest row and the one before.
+        self.fc_now = np.full((fc.horizon_steps, _N_VITALS), np.nan)
+        self.fc_before = np.full((fc.horizon_steps, _N_VITALS), np.nan)
 
 
 class LearnedDetector:
@@ -381,6 +390,8 @@ class LearnedDetector:
         self._diff = np.empty(n, dtype=np.float64)
         self._risk_in = np.empty(n + 3, dtype=np.float64)
         self._fc_mean, self._fc_scale = fc.vitals_mean, fc.vitals_scale
+        self._fc_width = fc.horizon_steps * _N_VITALS
+        self._vital_col = {name: i for i, name in enumerate(VITAL_NAMES)}
         self._ae = plan.autoencoder
         self._fc = plan.forecaster_model
         fill = (np.asarray(spec.fill_values) - fc.vitals_mean) / fc.vitals_scale
@@ -448,6 +459,8 @@ class LearnedDetector:
         """Score the newest row; replace the bed's current detections."""
         st.detections = []
         st.p_before = float(st.scores[_P_EVENT])
+        st.fc_before, st.fc_now = st.fc_now, st.fc_before
+        st.fc_now.fill(np.nan)
         st.scores.fill(np.nan)
         if st.history < self._warmup_rows or st.features is None:
             return
@@ -471,6 +484,9 @@ class LearnedDetector:
             start = st.pos + 1
             packed = self._fc.predict_into(st.ring[start : start + fc.span_rows : fc.stride][None])
             p_event = event_probability(float(packed[0, -1]), fc.logit_scale)
+            np.multiply(packed[0, : self._fc_width].reshape(st.fc_now.shape), self._fc_scale,
+                        out=st.fc_now)
+            st.fc_now += self._fc_mean
         sc = st.scores
         sc[0], sc[1], sc[2], sc[3], sc[4] = mse, if_score, db_ratio, risk_p, p_event
         votes = (
@@ -575,12 +591,26 @@ class LearnedDetector:
             return []
         return list(st.detections)
 
-    def artefact_hold(self, bed_id: str) -> float:
-        """Extra onset delay (s) for ``bed_id``'s fixed-limit breaches now (rule 8)."""
+    def artefact_hold(self, bed_id: str, vital: str, direction: str, limit: float) -> float:
+        """Extra onset delay (s) for a breach of ``vital`` past ``limit`` (rule 8).
+
+        ``direction``: ``low`` (a breach is below ``limit``) or ``high``; ``limit`` in the
+        vital's units, the rule's mildest threshold.
+        """
         st = self._beds.get(bed_id)
-        if st is None or self._hold_s <= 0.0:
+        col = self._vital_col.get(vital)
+        if st is None or col is None or self._hold_s <= 0.0:
             return 0.0
-        return self._hold_s if st.p_before <= self._t["forecaster.p_event"] else 0.0  # NaN: 0
+        if not st.p_before <= self._t["forecaster.p_event"]:  # above, or NaN: no trend known
+            return 0.0
+        path = st.fc_before[:, col]
+        if direction == "low":
+            safe = bool(path.min() > limit)  # NaN compares False: no hold
+        elif direction == "high":
+            safe = bool(path.max() < limit)
+        else:
+            raise ValueError(f"direction must be 'low' or 'high', got {direction!r}")
+        return self._hold_s if safe else 0.0
 
     def scores(self, bed_id: str) -> dict[str, float]:
         """Scores of the bed's newest scored row (empty during warm-up; allocates, not per tick).

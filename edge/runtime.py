@@ -76,8 +76,10 @@ class SystemClock:
 class ArtefactGate(Protocol):
     """How long a bed's fixed-limit breaches wait beyond the onset (edge.learned rule 8)."""
 
-    def artefact_hold(self, bed_id: str) -> float:
-        """Extra onset delay (s), 0 for none, after this tick's detectors have run."""
+    def artefact_hold(self, bed_id: str, vital: str, direction: str, limit: float) -> float:
+        """Extra onset delay (s), 0 for none, for a breach of ``vital`` past ``limit`` in
+        ``direction`` (``low`` / ``high``; the rule's mildest threshold), asked after this
+        tick's detectors have run."""
         ...
 
 
@@ -99,6 +101,11 @@ class EdgeCore:
     ) -> None:
         self.config = config
         self.gate = gate
+        # kind -> (vital, direction, mildest threshold) of each configured limit, for the gate.
+        self._limits = {
+            r.spec.kind: (r.spec.vital, r.spec.direction, r.thresholds[-1][1])
+            for r in config.limits.rules
+        }
         self.beds: dict[str, BedState] = {
             bed.id: BedState(
                 bed.id,
@@ -164,18 +171,18 @@ class EdgeCore:
 
     def _hold(self, bed_id: str, detections: list[Detection]) -> list[Detection]:
         assert self.gate is not None
-        try:
-            hold = self.gate.artefact_hold(bed_id)
-        except Exception:  # a broken gate must not delay nor stop the fixed limits
-            self.detector_errors += 1
-            _log.exception("artefact gate failed on bed %s; no hold", bed_id)
-            return detections
-        if hold <= 0.0:
-            return detections
-        return [
-            replace(d, hold_s=hold) if d.model == FixedLimitsDetector.MODEL else d
-            for d in detections
-        ]
+        out = []
+        for d in detections:
+            limit = self._limits.get(d.kind) if d.model == FixedLimitsDetector.MODEL else None
+            hold = 0.0
+            if limit is not None:
+                try:
+                    hold = self.gate.artefact_hold(bed_id, *limit)
+                except Exception:  # a broken gate must not delay nor stop the fixed limits
+                    self.detector_errors += 1
+                    _log.exception("artefact gate failed on bed %s; no hold", bed_id)
+            out.append(replace(d, hold_s=hold) if hold > 0.0 else d)
+        return out
 
     def vitals_due(self, now: float) -> list[tuple[str, VitalsSample]]:
         """Beds with a new vitals sample whose last publication is ``vitals_interval_s`` old."""

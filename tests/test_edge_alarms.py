@@ -259,7 +259,8 @@ def test_the_gate_holds_fixed_limits_only_and_a_broken_gate_holds_nothing(
         def __init__(self, hold: float | None) -> None:
             self.hold = hold
 
-        def artefact_hold(self, bed_id: str) -> float:
+        def artefact_hold(self, bed_id: str, vital: str, direction: str, limit: float) -> float:
+            assert (vital, direction, limit) == ("hr_bpm", "high", 120.0)  # the mildest HR limit
             if self.hold is None:
                 raise RuntimeError("gate exploded")
             return self.hold

@@ -196,7 +196,9 @@ def test_artefact_gate_holds_back_a_brief_breach_the_trend_does_not_support(
     assert len(_new(_play(plain, vitals), "spo2_low")) == 1
     gated, learned = _core(built.path, hold_s=10.0)
     _play(gated, vitals[:400])
-    assert learned.artefact_hold("bed1") == 10.0  # the trend of a normal patient: no event
+    # A normal patient's trend: no event, SpO2 forecast well above the 90 % limit.
+    assert learned.artefact_hold("bed1", "spo2_pct", "low", 90.0) == 10.0
+    assert learned.artefact_hold("bed1", "spo2_pct", "low", 99.5) == 0.0  # forecast reaches it
     assert _new(_play(gated, vitals[400:], t0=400), "spo2_low") == []
 
 
@@ -219,7 +221,7 @@ def test_artefact_gate_never_holds_during_warm_up_nor_for_unknown_beds(
     core, learned = _core(built.path, hold_s=10.0)
     (alert,) = _new(_play(core, vitals), "spo2_low")
     assert alert.time_s == 15.0
-    assert learned.artefact_hold("no-such-bed") == 0.0
+    assert learned.artefact_hold("no-such-bed", "spo2_pct", "low", 90.0) == 0.0
     with pytest.raises(ValueError, match="artefact_hold_s"):
         LearnedDetector(load_bundle(built.path), ["bed1"], artefact_hold_s=31.0)
 

@@ -774,8 +774,9 @@ def evaluate(
     lead = _lead_time(replays, patients)
     suppression: dict[str, Any] = {
         "hold_s": config.model.artefact_hold_s,
-        "rule": "a fixed-limit breach whose p_event the second before it began is at or below "
-                "its threshold waits hold_s longer than onset_s (edge/learned.py rule 8)",
+        "rule": "a fixed-limit breach waits hold_s longer than onset_s when the forecaster's "
+                "output the second before it began had p_event at or below its threshold and "
+                "a forecast of that vital that stays inside the limit (edge/learned.py rule 8)",
     }
     if patients:  # the fixed limits do not depend on the learned detectors (module rules)
         alone = replay(config, None, patients[0].patient, patients[0].vitals)
