@@ -15,7 +15,9 @@ trained at start (~20 s). One tick = one bed's new VITALS row -> all five compon
   (MultiBedFeatureStream, scaler, batch scorers), the batch-1 TFLite models invoked per bed
   through the same runner; bed-ticks per second on one core (BLAS/OpenMP limited to 1 thread).
 
-Reported: median and p99 per tick, the ratio of medians (naive / edge), bed-ticks/s.
+Reported: median and p99 per tick, the ratio of medians (naive / edge), bed-ticks/s, and the
+edge tick on the shipped default bundle (models/bundles/default: larger networks and core set;
+no naive twin, its training objects are not kept).
 Run: .venv/bin/python benchmarks/edge_scoring.py [--ticks 2000] [--naive-ticks 60] [--beds 256]
 """
 
@@ -39,7 +41,7 @@ import _vitals_bundle as vb
 from edge.bedstate import VITAL_FIELDS, BedState
 from edge.learned import LearnedDetector
 from firmware_bridge.frames import VitalsFrame
-from models.bundle import load_bundle
+from models.bundle import load_bundle, packaged_bundle
 from models.features import FeatureStream, MultiBedFeatureStream
 from models.scaler import Standardizer
 
@@ -169,6 +171,12 @@ def main() -> None:
         print(f"naive per tick and bed: median {n_med * 1e3:8.2f} ms  p99 {n_p99 * 1e3:8.2f} ms"
               f"  ({len(naive)} ticks, DBSCAN refit window {args.dbscan_window})")
         print(f"ratio of medians naive / edge: {n_med / e_med:.0f}x (target >= 300x)")
+        shipped = packaged_bundle()
+        if (shipped / "manifest.json").is_file():
+            s_med, s_p99 = _stats(bench_edge(shipped, rows, args.ticks))
+            print(f"edge, shipped default bundle ({load_bundle(shipped).version}): median "
+                  f"{s_med * 1e6:.1f} us  p99 {s_p99 * 1e6:.1f} us  ({s_med / e_med:.2f}x the "
+                  "test bundle's tick; the naive way exists only for the test bundle)")
         batched = bench_batched(built.path, rows, args.beds, args.batched_ticks)
         print(f"batched, {args.beds} beds x {args.batched_ticks} ticks, one core:")
         for key, value in batched.items():

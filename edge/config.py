@@ -274,7 +274,9 @@ class BufferConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ModelConfig:
-    """The learned model bundle; ``bundle`` is a directory path, "" = fixed limits only.
+    """The learned model bundle: ``bundle`` is a directory path, ``"default"`` the bundle
+    shipped in the package (what the packaged edge/default.toml sets; write ``./default`` for a
+    directory of that name), ``""`` fixed limits only (the value when the key is absent).
 
     ``artefact_hold_s`` (s, 0-30): the LSTM artefact gate. A fixed-limit breach the
     forecaster's trend does not support (its ``p_event`` at or below its threshold) waits this

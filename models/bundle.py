@@ -24,6 +24,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -45,6 +46,7 @@ __all__ = [
     "Manifest",
     "content_digest",
     "load_bundle",
+    "packaged_bundle",
     "register_loader",
     "sha256_file",
     "verify_files",
@@ -286,6 +288,15 @@ def _check_golden(directory: Path, manifest: Manifest, comps: Mapping[str, Compo
                 f"component {name}: golden outputs differ by {diff:.3g} "
                 f"(tolerance {tol['atol']:.3g})"
             )
+
+
+PACKAGED: Final = "default"
+"""Configuration value naming the bundle shipped inside the package (models/bundles/default)."""
+
+
+def packaged_bundle(name: str = PACKAGED) -> Path:
+    """Directory of a bundle shipped in the package (``make bundle`` rebuilds ``default``)."""
+    return Path(str(resources.files("models").joinpath("bundles", name)))
 
 
 def load_bundle(directory: str | Path) -> Bundle:

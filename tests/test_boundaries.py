@@ -55,3 +55,26 @@ def test_runtime_packages_never_import_training(pkg: str) -> None:
             assert not stripped.startswith(("import training", "from training")), (
                 f"{path.relative_to(REPO)}: {stripped}"
             )
+
+
+def test_the_packaged_configuration_runs_the_shipped_bundle_without_the_training_stack() -> None:
+    """`make demo` and a fresh Pi: edge/default.toml names the bundle committed in the package;
+    it verifies (hashes, golden vectors) and loads with the edge extra alone."""
+    probe = (
+        "import json, sys\n"
+        "from edge.config import load_config\n"
+        "from edge.learned import load_learned\n"
+        "setup = load_learned(load_config())\n"
+        f"bad = {NOT_ON_THE_PI!r}\n"
+        "print(json.dumps({'status': dict(setup.status), 'gate': setup.gate is not None,\n"
+        "                  'bad': sorted(m for m in sys.modules if m.split('.')[0] in bad)}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["status"]["state"] == "loaded", result["status"]
+    assert result["status"]["version"].startswith("vitals-default-s0-")
+    assert result["gate"] is True
+    assert result["bad"] == []

@@ -42,6 +42,11 @@ def test_packaged_default_is_valid_and_matches_code_defaults() -> None:
         assert getattr(from_file, section) == getattr(from_code, section), section
     assert from_file.mqtt.client_id == "vigil-edge-vigil-edge-1"
     assert from_file.topic("alert") == "vigil/vigil-edge-1/alert"
+    # The one deliberate difference: the packaged file turns the shipped bundle on; a file
+    # without [model] (every test's) runs fixed limits only.
+    assert from_file.model.bundle == "default"
+    assert from_code.model.bundle == ""
+    assert from_file.model.artefact_hold_s == from_code.model.artefact_hold_s
 
 
 def test_default_limits_cover_every_spec_and_are_ordered() -> None:

@@ -243,9 +243,6 @@ def test_calibrate_cli_writes_json_and_plot(tmp_path: Path) -> None:
     assert (out / "calibration.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.skipif(
-    not (DEFAULT_BUNDLE / "manifest.json").is_file(), reason="no committed default bundle"
-)
 def test_committed_default_bundle_loads_and_verifies() -> None:
     b = load_bundle(DEFAULT_BUNDLE)
     assert set(b.manifest.components) == COMPONENTS
