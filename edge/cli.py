@@ -29,7 +29,7 @@ from edge.alerts import run_alerts
 from edge.assess import GLUCOSE_UNITS, AssessError, assess, format_assessment, parse_manual
 from edge.config import ConfigError, default_config_text, load_config
 from edge.runtime import Runtime
-from models.bundle import BundleError, load_bundle
+from models.bundle import BundleError, bundle_location, load_bundle
 from models.tflite import ModelError
 
 __all__ = ["main"]
@@ -203,7 +203,7 @@ def _cmd_assess(args: argparse.Namespace) -> int:
             )
             return _EXIT_INVALID
     try:
-        result = assess(load_bundle(path), manual)
+        result = assess(load_bundle(bundle_location(path)), manual)
     except (BundleError, ModelError, OSError, ValueError) as exc:
         print(f"vigil-edge assess: bundle {path} refused: {exc}", file=sys.stderr)
         return _EXIT_INVALID

@@ -73,7 +73,7 @@ from edge.bedstate import BedState, VitalsRing
 from edge.config import ARTEFACT_HOLD_MAX_S, EdgeConfig
 from edge.detect import Detector, default_detectors
 from edge.events import Detection, Priority
-from models.bundle import PACKAGED, Bundle, BundleError, load_bundle, packaged_bundle
+from models.bundle import Bundle, BundleError, bundle_location, load_bundle
 from models.dbscan import DbscanScorer
 from models.features import (
     FEATURE_SPEC_VERSION,
@@ -709,7 +709,7 @@ def load_learned(config: EdgeConfig) -> LearnedSetup:
         _log.info("no model bundle configured: fixed limits only")
         return LearnedSetup(detectors, {"state": "off"})
     try:
-        bundle = load_bundle(packaged_bundle() if path == PACKAGED else path)
+        bundle = load_bundle(bundle_location(path))
         learned = LearnedDetector(
             bundle, [b.id for b in config.beds], stale_s=config.alarms.stale_s,
             artefact_hold_s=config.model.artefact_hold_s,

@@ -44,6 +44,7 @@ __all__ = [
     "Component",
     "FileEntry",
     "Manifest",
+    "bundle_location",
     "content_digest",
     "load_bundle",
     "packaged_bundle",
@@ -297,6 +298,12 @@ PACKAGED: Final = "default"
 def packaged_bundle(name: str = PACKAGED) -> Path:
     """Directory of a bundle shipped in the package (``make bundle`` rebuilds ``default``)."""
     return Path(str(resources.files("models").joinpath("bundles", name)))
+
+
+def bundle_location(setting: str | Path) -> Path:
+    """Where a configured ``[model] bundle`` value points: `PACKAGED` is the shipped bundle,
+    anything else a directory path."""
+    return packaged_bundle() if str(setting) == PACKAGED else Path(setting)
 
 
 def load_bundle(directory: str | Path) -> Bundle:

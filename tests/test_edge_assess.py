@@ -343,9 +343,15 @@ def test_cli_bad_input_exits_2_naming_the_field(
     assert message in captured.err
 
 
+def test_cli_uses_the_shipped_bundle_by_default(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["assess", "--json", *_flags(VALID)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["bundle_version"].startswith("vitals-default-s0-")
+    assert 0.0 <= out["risk"]["probability"] <= 1.0
+    assert out["factors"]
+
+
 def test_cli_without_a_bundle_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["assess", *_flags(VALID)]) == 1
-    assert "no model bundle: the packaged default sets [model] bundle" in capsys.readouterr().err
     config = tmp_path / "edge.toml"
     config.write_text(f'{BEDS}[model]\nbundle = ""\n')
     assert main(["assess", "--config", str(config), *_flags(VALID)]) == 1
