@@ -147,6 +147,11 @@ class TFLiteModel:
         self._in_scale, self._in_zero = _quantization(inp)
         self._out_scale, self._out_zero = _quantization(out)
         self._quantize_in = self._in_dtype in _QUANTIZED_DTYPES and self._in_scale > 0
+        if self._quantize_in:
+            info = np.iinfo(self._in_dtype)
+            self._in_lo, self._in_hi = np.float32(info.min), np.float32(info.max)
+            self._in_scale_f = np.float32(self._in_scale)
+            self._in_zero_f = np.float32(self._in_zero)
         self._dequantize_out = self._out_dtype in _QUANTIZED_DTYPES and self._out_scale > 0
         self.expected_dtype = np.dtype(np.float32) if self._quantize_in else self._in_dtype
         # Preallocated: the quantized input, float scratch and rounding terms for quantizing, a
@@ -185,14 +190,14 @@ class TFLiteModel:
 
     def _quantize(self, x: npt.NDArray[np.float32]) -> None:
         """x / scale + zero_point, rounded half away from zero (as TFLite's QUANTIZE)."""
-        info = np.iinfo(self._in_dtype)
         s = self._scratch
-        np.divide(x, np.float32(self._in_scale), out=s)
+        np.divide(x, self._in_scale_f, out=s)
         np.copysign(np.float32(0.5), s, out=self._round)
         np.add(s, self._round, out=s)
         np.trunc(s, out=s)
-        np.add(s, np.float32(self._in_zero), out=s)
-        np.clip(s, info.min, info.max, out=s)
+        np.add(s, self._in_zero_f, out=s)
+        np.maximum(s, self._in_lo, out=s)
+        np.minimum(s, self._in_hi, out=s)
         self._in_buf[...] = s
 
     def predict(self, x: npt.NDArray[Any]) -> npt.NDArray[Any]:

@@ -238,6 +238,24 @@ def test_dbscan_blocked_search_streaming_and_boundary() -> None:
     assert edge.update(np.array([3.0, 4.0])) == pytest.approx(5.0 / 3.0)
 
 
+def test_dbscan_update_float32_first_pass_picks_the_float64_core_even_on_near_ties() -> None:
+    """The per-tick search runs in float32 and falls back to float64 when the top two are close;
+    so it picks the batch (float64) path's core on random rows and on rows built to sit between
+    two cores closer than float32 can tell apart (a wrong pick among the nudged rows would be
+    off by ~5e-10 relative; the sums differ only in their last bit)."""
+    rng = np.random.default_rng(11)
+    core = rng.normal(size=(2000, 84))
+    scorer = DbscanScorer(core, eps=3.0)
+    mid = (core[:200] + core[200:400]) / 2.0  # equidistant from two cores up to rounding
+    nudged = mid + (core[:200] - core[200:400]) * 1e-9  # the first core wins by ~1e-9 d^2
+    rows = np.vstack([rng.normal(size=(300, 84)) * 1.2, mid, nudged])
+    streamed = np.array([scorer.update(row) for row in rows])
+    np.testing.assert_allclose(streamed, scorer.score(rows), rtol=1e-13, atol=0)
+    np.testing.assert_allclose(
+        streamed * scorer.eps, _reference_nearest(core, rows), rtol=1e-13, atol=0
+    )
+
+
 def test_dbscan_export_refusals() -> None:
     rng = np.random.default_rng(0)
     train = rng.normal(size=(200, 3))
