@@ -202,3 +202,30 @@ def test_cli_evaluate_writes_json_and_markdown(bundle: Path, tmp_path: Path) -> 
     assert "seed 7" in data["synthetic"]["what"]
     assert data["real"]["source"] == "fixture:mimic3-numerics"
     assert "| set | sensitivity" in md.read_text()
+
+
+def test_weak_zscore_labels_are_tuned_on_training_patients_and_reported(bundle: Path) -> None:
+    from training.calibration import calibrate  # noqa: PLC0415
+    from training.synth import synth_cohort  # noqa: PLC0415
+
+    rec = load_recording("fixture:mimic3-numerics")
+    calib = calibrate([PatientVitals("mimic3:s00001", rec.name, rec.vitals, 60.0)])
+    cohort = synth_cohort(4, 1.0, calib, seed=7, event_free_fraction=0.0, events_per_hour=2.0)
+    train, test = cohort[:3], cohort[3:]
+    report = evaluate(bundle, cohort=test, weak_label_train=train, onset_s=ONSET_S)
+    w = report.weak_labels
+    assert w is not None
+    assert w["tuned_on"].startswith("3 training patients")
+    assert 2.0 <= w["threshold"] <= 10.0
+    assert {"any"} <= set(w["zscore"])
+    assert set(w["learned_any"]) == {
+        "zscore weak labels", "2-of-3 ensemble vote", "risk model", "forecaster p_event"
+    }
+    for figures in w["learned_any"].values():
+        assert figures["flag_rate"] is not None
+        assert 0.0 <= figures["flag_rate"] <= 1.0
+    again = EvaluationReport.from_dict(json.loads(json.dumps(report.to_dict())))
+    assert again.to_dict() == report.to_dict()
+    assert "Weak labels of the original design" in report.to_markdown()
+    with pytest.raises(ValueError, match="both train and test"):
+        evaluate(bundle, cohort=test, weak_label_train=cohort, onset_s=ONSET_S)

@@ -92,21 +92,23 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from training.evaluate import evaluate, fresh_cohort, held_out_patients  # noqa: PLC0415
+    from training.evaluate import evaluate, fresh_cohort, split_patients  # noqa: PLC0415
     from training.fit import load_real_numerics  # noqa: PLC0415
 
     data = Path(args.data) if args.data else None
     try:
         manifest = load_bundle(args.bundle).manifest
+        train = []
         if args.patients is not None:
             cohort, what = fresh_cohort(args.patients, args.hours, args.seed, data,
                                         training_seed=manifest.training_data.get("seed"))
         else:
-            cohort, what = held_out_patients(args.bundle, data)
+            splits, what = split_patients(args.bundle, data)
+            cohort, train = splits["test"], splits["train"]
         real = load_real_numerics(data)
         report = evaluate(args.bundle, cohort=cohort, cohort_description=what,
                           real_patients=list(real.records), real_source=real.source,
-                          onset_s=args.onset, clear_s=args.clear)
+                          onset_s=args.onset, clear_s=args.clear, weak_label_train=train)
     except (BundleError, DatasetError, ValueError, OSError) as exc:
         print(f"vigil-train: evaluate failed: {exc}", file=sys.stderr)
         return _EXIT_FAILED

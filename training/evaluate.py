@@ -85,7 +85,7 @@ from edge.bedstate import VITAL_FIELDS, BedState
 from edge.config import EdgeConfig, parse_config
 from edge.detect import FixedLimitsDetector, default_detectors
 from edge.events import AlertEvent, Detection, EventType, Priority
-from edge.learned import ENSEMBLE, THRESHOLD_KEYS, LearnedDetector
+from edge.learned import ENSEMBLE, MIN_VOTES, THRESHOLD_KEYS, LearnedDetector
 from edge.runtime import EdgeCore
 from firmware_bridge.frames import VitalsFrame
 from firmware_bridge.sim.events import CLINICAL_KINDS, Event
@@ -111,6 +111,7 @@ __all__ = [
     "fresh_cohort",
     "held_out_patients",
     "replay",
+    "split_patients",
 ]
 
 _log = logging.getLogger(__name__)
@@ -130,6 +131,8 @@ _SCORE_COLUMNS: Final = (
     "autoencoder.mse", "iforest.score", "dbscan.ratio", "risk.probability", "forecaster.p_event",
 )
 _FORECASTER_COLUMN: Final = 4
+WEAK_BASELINE_S: Final = 1800
+"""Baseline window (s) of the z-score weak labels in the report (30 min of the patient's past)."""
 _FIXED: Final = "fixed_limits"
 GATED_MODEL: Final = f"{FixedLimitsDetector.MODEL}+artefact-gate"
 """Model name the replay gives the gated core's fixed-limit alerts, to count them apart."""
@@ -541,6 +544,63 @@ def _lead_time(
     }
 
 
+def _per_second(flag: NDArray[np.bool_], y: NDArray[np.bool_]) -> dict[str, float | None]:
+    tp, fp, fn = int((flag & y).sum()), int((flag & ~y).sum()), int((~flag & y).sum())
+    precision = tp / (tp + fp) if tp + fp else math.nan
+    recall = tp / (tp + fn) if tp + fn else math.nan
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    return {"precision": _round(precision), "recall": _round(recall), "f1": _round(f1),
+            "flag_rate": _round((tp + fp) / flag.size) if flag.size else None}
+
+
+def weak_label_comparison(
+    train: Sequence[SynthPatient], test: Sequence[SynthPatient],
+    replays: Sequence[PatientReplay], thresholds: Mapping[str, float],
+) -> dict[str, Any]:
+    """The original design's z-score labels against the injected truth, and the learned flags.
+
+    Z-score labels (`training.labels`, baseline `WEAK_BASELINE_S`): threshold tuned on
+    ``train`` (max pooled per-second F1), measured on ``test`` per second and per event.
+    Learned flags, per second of the same ``test`` replays (label: a clinical event active):
+    the 2-of-3 ensemble vote, the risk model and the forecaster above their manifest
+    thresholds, before any onset delay (the same footing as a per-second label).
+    """
+    from training.labels import evaluate_zscore  # noqa: PLC0415 - training side only
+
+    ev = evaluate_zscore(train, test, baseline_s=WEAK_BASELINE_S)
+    any_kind = ev.agreement["any"]
+    out: dict[str, Any] = {
+        "baseline_s": WEAK_BASELINE_S,
+        "threshold": ev.tuning.threshold,
+        "tuned_on": f"{len(ev.train_patients)} training patients ({ev.tuning.rule})",
+        "zscore": {
+            name: {"precision": _round(a.precision), "recall": _round(a.recall),
+                   "f1": _round(a.f1), "flag_rate": _round(a.flag_rate),
+                   "event_recall": _round(a.event_recall), "events": a.n_events,
+                   "median_latency_s": _round(a.median_latency_s)}
+            for name, a in ev.agreement.items()
+        },
+        "learned_any": {"zscore weak labels": {
+            "precision": _round(any_kind.precision), "recall": _round(any_kind.recall),
+            "f1": _round(any_kind.f1), "flag_rate": _round(any_kind.flag_rate)}},
+    }
+    y = np.concatenate([_truth(LabelledPatient.of(p), r.seconds)
+                        for p, r in zip(test, replays, strict=True)])
+    s = np.concatenate([r.scores for r in replays])
+    with np.errstate(invalid="ignore"):  # NaN (warm-up) compares False: not flagged
+        votes = ((s[:, 0] > thresholds["autoencoder.mse"]).astype(int)
+                 + (s[:, 1] < thresholds["iforest.score"])
+                 + (s[:, 2] > thresholds["dbscan.ratio"]))
+        flags = {
+            "2-of-3 ensemble vote": votes >= MIN_VOTES,
+            "risk model": s[:, 3] > thresholds["risk.probability"],
+            "forecaster p_event": s[:, _FORECASTER_COLUMN] > thresholds["forecaster.p_event"],
+        }
+    for name, flag in flags.items():
+        out["learned_any"][name] = _per_second(flag, y)
+    return out
+
+
 # ------------------------------------------------------------------------------ cohorts
 
 
@@ -548,6 +608,17 @@ def held_out_patients(
     bundle_path: str | Path, data_dir: Path | None
 ) -> tuple[list[SynthPatient], str]:
     """The bundle's test split, regenerated exactly as `training.fit.prepare` made it.
+
+    `split_patients` with only the test patients; same checks.
+    """
+    splits, what = split_patients(bundle_path, data_dir)
+    return splits["test"], what
+
+
+def split_patients(
+    bundle_path: str | Path, data_dir: Path | None
+) -> tuple[dict[str, list[SynthPatient]], str]:
+    """The bundle's train / val / test patients, regenerated as `training.fit.prepare` made them.
 
     ``data_dir`` must be the calibration data the bundle was fitted with (None = the shipped
     fixture): its fingerprint must match the manifest's, and the regenerated split must equal
@@ -581,10 +652,12 @@ def held_out_patients(
     groups = split_by_patient([p.patient for p in cohort], cfg.split, seed=cfg.seed)
     if sorted(groups[2]) != sorted(test):
         raise ValueError("the regenerated test split differs from the manifest's")
-    keep = set(test)
-    what = (f"the bundle's test split: {len(keep)} of {cfg.n_patients} synthetic patients "
+    by_id = {p.patient: p for p in cohort}
+    splits = {name: [by_id[i] for i in sorted(g)]
+              for name, g in zip(("train", "val", "test"), groups, strict=True)}
+    what = (f"the bundle's test split: {len(test)} of {cfg.n_patients} synthetic patients "
             f"(preset {cfg.name}, seed {cfg.seed}), never trained on nor used for thresholds")
-    return [p for p in cohort if p.patient in keep], what
+    return splits, what
 
 
 def fresh_cohort(
@@ -626,6 +699,7 @@ class EvaluationReport:
     suppression: Mapping[str, Any]
     real: Mapping[str, Any] | None = None
     real_sets: tuple[RealFigures, ...] = field(default_factory=tuple)
+    weak_labels: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types only (None where a figure does not exist)."""
@@ -717,6 +791,26 @@ def _markdown(r: EvaluationReport) -> str:
         "identical with and without the learned detectors (ungated): "
         f"{sp.get('fixed_limit_alerts_identical_without_model')}.", "",
     ]
+    if r.weak_labels is not None:
+        w = r.weak_labels
+        lines += [
+            f"Weak labels of the original design (per-patient z-score, baseline "
+            f"{w['baseline_s']} s, |z| > {w['threshold']:g} tuned on {w['tuned_on']}) against "
+            "the injected truth on the same held-out patients, per second and per event:", "",
+            "| kind | precision | recall | F1 | seconds flagged | events caught | "
+            "median latency (s) |", "|---|---|---|---|---|---|---|",
+        ]
+        for kind, a in w["zscore"].items():
+            lines.append(f"| {kind} | {_fmt(a['precision'])} | {_fmt(a['recall'])} | "
+                         f"{_fmt(a['f1'])} | {_fmt(a['flag_rate'])} | "
+                         f"{_fmt(a['event_recall'])} of {a['events']} | "
+                         f"{_fmt(a['median_latency_s'], 0)} |")
+        lines += ["", "Per second against any clinical event, before onset delays:", "",
+                  "| flags | precision | recall | F1 | seconds flagged |", "|---|---|---|---|---|"]
+        for name, a in w["learned_any"].items():
+            lines.append(f"| {name} | {_fmt(a['precision'])} | {_fmt(a['recall'])} | "
+                         f"{_fmt(a['f1'])} | {_fmt(a['flag_rate'])} |")
+        lines.append("")
     if r.real is not None:
         rl = r.real
         lines += [
@@ -755,12 +849,16 @@ def evaluate(
     real_source: str = "",
     onset_s: float = 5.0,
     clear_s: float = 3.0,
+    weak_label_train: Sequence[SynthPatient] = (),
 ) -> EvaluationReport:
     """Replay ``cohort`` (and ``real_patients``) through the edge; every figure of the report.
 
     ``cohort``: held-out synthetic patients (`held_out_patients` or `fresh_cohort`), with their
     events as ground truth. ``real_patients``: real numerics, replayed at 1 Hz as loaded (MIMIC:
     held piecewise-constant). ``onset_s`` / ``clear_s``: the alarm timing (s), as configured.
+    ``weak_label_train``: training patients; when given, the z-score weak labels are tuned on
+    them and compared with the truth on ``cohort``, next to the learned detectors' per-second
+    flags (`weak_label_comparison`).
     """
     bundle = load_bundle(bundle_path)
     config = edge_config(bundle_path, onset_s=onset_s, clear_s=clear_s)
@@ -820,8 +918,13 @@ def evaluate(
                     "(not trained on).",
         }
         real_sets = tuple(_count_real(name, real_replays, measured_s) for name in ALERT_SETS)
+    weak = (
+        weak_label_comparison(weak_label_train, cohort, replays, bundle.manifest.thresholds)
+        if weak_label_train else None
+    )
     return EvaluationReport(
         bundle=bundle.version, onset_s=onset_s, clear_s=clear_s, synthetic=synthetic,
+        weak_labels=weak,
         sets=tuple(count_set(name, replays, patients) for name in ALERT_SETS),
         aurocs=_aurocs(replays, patients, horizon_s) if replays else {},
         int8_vs_float=_int8_vs_float(bundle.manifest.metrics),
