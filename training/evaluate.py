@@ -723,6 +723,10 @@ class EvaluationReport:
         return _markdown(self)
 
 
+def _caught(recall: float | None, events: int) -> str:
+    return "n/a" if recall is None else str(round(recall * events))
+
+
 def _fmt(x: float | None, digits: int = 2) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
@@ -803,7 +807,7 @@ def _markdown(r: EvaluationReport) -> str:
         for kind, a in w["zscore"].items():
             lines.append(f"| {kind} | {_fmt(a['precision'])} | {_fmt(a['recall'])} | "
                          f"{_fmt(a['f1'])} | {_fmt(a['flag_rate'])} | "
-                         f"{_fmt(a['event_recall'])} of {a['events']} | "
+                         f"{_caught(a['event_recall'], a['events'])} of {a['events']} | "
                          f"{_fmt(a['median_latency_s'], 0)} |")
         lines += ["", "Per second against any clinical event, before onset delays:", "",
                   "| flags | precision | recall | F1 | seconds flagged |", "|---|---|---|---|---|"]
