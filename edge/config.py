@@ -28,7 +28,7 @@ import math
 import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -36,9 +36,11 @@ from typing import Any, Final, Literal
 from edge.events import Priority
 
 __all__ = [
+    "ALERT_KINDS",
     "ARTEFACT_HOLD_MAX_S",
     "DEFAULT_LIMITS",
     "DEFAULT_TECHNICAL",
+    "LEARNED_KINDS",
     "LIMIT_SPECS",
     "TECHNICAL_KINDS",
     "AlarmConfig",
@@ -177,6 +179,13 @@ class LimitsConfig:
 # --------------------------------------------------------------------------------------------
 # Technical conditions
 
+LEARNED_KINDS: Final[Mapping[str, str]] = {
+    "ensemble_anomaly": "two or more of the bundle's three anomaly detectors agree (high)",
+    "risk_high": "the bundle's risk model above its threshold (medium)",
+    "early_warning": "the bundle's LSTM forecasts an event within its horizon (medium)",
+}
+"""Alert kinds the learned detector raises (edge/learned.py)."""
+
 TECHNICAL_KINDS: Final[Mapping[str, str]] = {
     "lead_off": "ECG lead off (STATUS flag 0x01)",
     "probe_off": "SpO2 probe off (STATUS flag 0x02)",
@@ -251,13 +260,21 @@ class BedConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AlarmConfig:
-    """Timing of the alarm manager and of data freshness, in seconds."""
+    """Timing of the alarm manager and of data freshness, in seconds, and its policy.
+
+    ``kinds``: per alert kind, (onset_s, clear_s) replacing the defaults (edge/alarms.py rule
+    6). ``latch_high``, ``escalate_after_s`` (0 = off) and ``max_silence_s``: rules 7, 9, 10.
+    """
 
     onset_s: float
     technical_onset_s: float
     clear_s: float
     stale_s: float
     link_timeout_s: float
+    kinds: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    latch_high: bool = False
+    escalate_after_s: float = 0.0
+    max_silence_s: float = 120.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -421,6 +438,13 @@ class _Checker:
             return default or ""
         return value
 
+    def boolean(self, table: Mapping[str, Any], key: str, path: str, default: bool) -> bool:
+        value = table.get(key, default)
+        if not isinstance(value, bool):
+            self.error(_join(path, key), f"expected true or false, got {_describe(value)}")
+            return default
+        return value
+
     def choice(
         self, table: Mapping[str, Any], key: str, path: str, default: str, choices: Sequence[str]
     ) -> str:
@@ -432,6 +456,13 @@ class _Checker:
             )
             return default
         return str(value)
+
+
+ALERT_KINDS: Final[tuple[str, ...]] = tuple(sorted(
+    {spec.kind for spec in LIMIT_SPECS} | set(LEARNED_KINDS) | set(TECHNICAL_KINDS)
+))
+"""Every alert kind the edge can raise: what ``[alarms.kinds]`` accepts."""
+_DELAY_RANGE_S: Final = (0.0, 120.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -528,13 +559,29 @@ def _parse_beds(c: _Checker, root: Mapping[str, Any]) -> tuple[BedConfig, ...]:
 def _parse_alarms(c: _Checker, root: Mapping[str, Any]) -> AlarmConfig:
     p = "alarms"
     t = c.table(root, p, "")
-    c.keys(t, ["onset_s", "technical_onset_s", "clear_s", "stale_s", "link_timeout_s"], p)
+    c.keys(t, ["onset_s", "technical_onset_s", "clear_s", "stale_s", "link_timeout_s",
+               "latch_high", "escalate_after_s", "max_silence_s", "kinds"], p)
+    onset = c.number(t, "onset_s", p, 5.0, _DELAY_RANGE_S)
+    clear = c.number(t, "clear_s", p, 3.0, _DELAY_RANGE_S)
+    kinds_table = c.table(t, "kinds", p)
+    c.keys(kinds_table, ALERT_KINDS, f"{p}.kinds")
+    kinds: dict[str, tuple[float, float]] = {}
+    for kind in sorted(set(kinds_table) & set(ALERT_KINDS)):
+        kp = f"{p}.kinds"
+        kt = c.table(kinds_table, kind, kp)
+        c.keys(kt, ["onset_s", "clear_s"], f"{kp}.{kind}")
+        kinds[kind] = (c.number(kt, "onset_s", f"{kp}.{kind}", onset, _DELAY_RANGE_S),
+                       c.number(kt, "clear_s", f"{kp}.{kind}", clear, _DELAY_RANGE_S))
     return AlarmConfig(
-        onset_s=c.number(t, "onset_s", p, 5.0, (0.0, 120.0)),
-        technical_onset_s=c.number(t, "technical_onset_s", p, 2.0, (0.0, 120.0)),
-        clear_s=c.number(t, "clear_s", p, 3.0, (0.0, 120.0)),
+        onset_s=onset,
+        technical_onset_s=c.number(t, "technical_onset_s", p, 2.0, _DELAY_RANGE_S),
+        clear_s=clear,
         stale_s=c.number(t, "stale_s", p, 3.0, (0.5, 60.0)),
         link_timeout_s=c.number(t, "link_timeout_s", p, 10.0, (0.5, 600.0)),
+        kinds=kinds,
+        latch_high=c.boolean(t, "latch_high", p, False),
+        escalate_after_s=c.number(t, "escalate_after_s", p, 0.0, (0.0, 3600.0)),
+        max_silence_s=c.number(t, "max_silence_s", p, 120.0, (10.0, 600.0)),
     )
 
 

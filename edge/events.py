@@ -81,7 +81,9 @@ class AlertEvent:
     (0 for ``new``), so ``(id, seq)`` identifies a message and subscribers can de-duplicate
     re-deliveries. Times are monotonic seconds of the edge's clock; the adapter converts them
     to wall-clock UTC when it publishes. ``scores`` and ``votes`` are those of the detection
-    (empty for fixed limits and technical alerts).
+    (empty for fixed limits and technical alerts). ``reason`` says why the event was emitted,
+    ``acknowledged`` / ``latched`` / ``silenced_until_s`` the acknowledgement state
+    (edge/alarms.py rules 7-10).
     """
 
     id: str
@@ -99,3 +101,7 @@ class AlertEvent:
     started_s: float
     scores: Mapping[str, float] = field(default_factory=dict)
     votes: Mapping[str, bool] = field(default_factory=dict)
+    reason: str = ""
+    acknowledged: bool = False
+    latched: bool = False
+    silenced_until_s: float | None = None

@@ -81,6 +81,13 @@ def alert_payload(device: str, event: AlertEvent, epoch_s: float, started_epoch_
             "model": event.model,
             "scores": dict(event.scores),
             "votes": dict(event.votes),
+            "reason": event.reason,
+            "acknowledged": event.acknowledged,
+            "latched": event.latched,
+            "silenced_until": (
+                None if event.silenced_until_s is None
+                else iso_utc(epoch_s + event.silenced_until_s - event.time_s)
+            ),
         }
     )
 

@@ -22,7 +22,7 @@ from dataclasses import replace
 from importlib import metadata
 from typing import Any, Final, Protocol
 
-from edge.alarms import AlarmManager, AlarmTiming
+from edge.alarms import AlarmManager, alarm_timing
 from edge.bedstate import BedState, VitalsSample
 from edge.config import EdgeConfig
 from edge.detect import Detector, FixedLimitsDetector, default_detectors
@@ -121,11 +121,7 @@ class EdgeCore:
             else default_detectors(config.limits, config.technical, config.alarms)
         )
         self.alarms = alarms or AlarmManager(
-            AlarmTiming(
-                onset_s=config.alarms.onset_s,
-                technical_onset_s=config.alarms.technical_onset_s,
-                clear_s=config.alarms.clear_s,
-            )
+            alarm_timing(config.alarms)
         )
         self.detector_errors = 0
         self._dirty: set[str] = set()

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from edge.alarms import AlarmManager, AlarmTiming
-from edge.config import EdgeConfig, parse_config
+from edge.alarms import AlarmManager, AlarmTiming, KindTiming, alarm_timing
+from edge.config import ConfigError, EdgeConfig, parse_config
 from edge.detect import Detector, FixedLimitsDetector, TechnicalDetector
 from edge.events import AlertEvent, Detection, EventType, Priority
 from edge.runtime import EdgeCore
@@ -287,3 +287,122 @@ def test_the_gate_holds_fixed_limits_only_and_a_broken_gate_holds_nothing(
     assert first_new(7.0) == {"hr_high": 11.0, "ensemble_anomaly": 4.0}
     assert first_new(None) == {"hr_high": 4.0, "ensemble_anomaly": 4.0}
     assert "artefact gate failed on bed bed1" in caplog.text
+
+
+# ------------------------------------------------------------------ acknowledgement (rules 6-10)
+
+
+def _detect(kind: str = "spo2_low", priority: Priority = Priority.MEDIUM,
+            technical: bool = False) -> Detection:
+    return Detection(kind=kind, priority=priority, message=kind, model="x/1", technical=technical)
+
+
+def _manager(**policy: Any) -> AlarmManager:
+    ids = (f"id-{i}" for i in itertools.count())
+    timing = AlarmTiming(onset_s=2.0, technical_onset_s=1.0, clear_s=2.0, **policy)
+    return AlarmManager(timing, new_id=lambda: next(ids))
+
+
+def _drive(m: AlarmManager, script: list[list[Detection]], t0: float = 0.0,
+           bed: str = "b") -> list[tuple[float, str, str, str]]:
+    """One update per second; (time, event, priority, reason) of every event."""
+    out = []
+    for k, detections in enumerate(script):
+        for e in m.update(bed, detections, t0 + k):
+            out.append((e.time_s, e.event.value, e.priority.label, e.reason))
+    return out
+
+
+def test_per_kind_onset_and_clear_replace_the_defaults() -> None:
+    m = _manager(per_kind={"spo2_low": KindTiming(onset_s=5.0, clear_s=10.0)})
+    events = _drive(m, [[_detect()]] * 6 + [[]] * 12)
+    assert events == [(5.0, "new", "medium", "onset"), (16.0, "end", "medium", "cleared")]
+    other = _drive(m, [[_detect("hr_high")]] * 3 + [[]] * 3, t0=100.0)
+    assert other == [(102.0, "new", "medium", "onset"), (105.0, "end", "medium", "cleared")]
+
+
+def test_a_latched_high_alert_ends_only_when_acknowledged() -> None:
+    m = _manager(latch_high=True)
+    high = [_detect(priority=Priority.HIGH)]
+    events = _drive(m, [high] * 3 + [[]] * 5)
+    assert events == [(2.0, "new", "high", "onset"), (5.0, "update", "high", "latched")]
+    assert m.active("b") == [("b", "spo2_low", Priority.HIGH)]
+    (back,) = m.update("b", high, 9.0)  # the condition returns: same alert, not latched
+    assert (back.event, back.reason, back.latched, back.seq) == (EventType.UPDATE, "returned",
+                                                                 False, 2)
+    assert _drive(m, [[]] * 3, t0=10.0) == [(12.0, "update", "high", "latched")]
+    (end,) = m.acknowledge("b", 20.0)
+    assert (end.event, end.reason, end.acknowledged, end.id) == (EventType.END, "acknowledged",
+                                                                True, "id-0")
+    assert m.active() == []
+
+
+def test_medium_and_technical_alerts_never_latch() -> None:
+    m = _manager(latch_high=True)
+    assert _drive(m, [[_detect()]] * 3 + [[]] * 3)[-1] == (5.0, "end", "medium", "cleared")
+    tech = [_detect("probe_off", Priority.HIGH, technical=True)]
+    assert _drive(m, [tech] * 2 + [[]] * 3, t0=50.0)[-1] == (54.0, "end", "high", "cleared")
+
+
+def test_acknowledge_one_alert_by_id_or_all_and_unknown_ids_give_nothing() -> None:
+    m = _manager()
+    _drive(m, [[_detect(), _detect("hr_high")]] * 3)
+    assert m.acknowledge("b", 10.0, alert_id="no-such-id") == []
+    assert m.acknowledge("other-bed", 10.0) == []
+    (one,) = m.acknowledge("b", 10.0, alert_id="id-1")
+    assert (one.kind, one.event, one.acknowledged) == ("hr_high", EventType.UPDATE, True)
+    (rest,) = m.acknowledge("b", 11.0)  # hr_high was acknowledged already
+    assert (rest.kind, rest.acknowledged) == ("spo2_low", True)
+    assert m.acknowledge("b", 12.0) == []
+
+
+def test_unacknowledged_alerts_escalate_one_level_per_period_until_acknowledged() -> None:
+    m = _manager(escalate_after_s=30.0)
+    low = [_detect(priority=Priority.LOW)]
+    events = _drive(m, [low] * 80)
+    assert events == [(2.0, "new", "low", "onset"), (32.0, "update", "medium", "unacknowledged"),
+                      (62.0, "update", "high", "unacknowledged")]
+    m2 = _manager(escalate_after_s=30.0)
+    _drive(m2, [low] * 10)
+    m2.acknowledge("b", 10.0)
+    assert _drive(m2, [low] * 60, t0=10.0) == []  # acknowledged: no escalation
+    m3 = _manager(escalate_after_s=30.0)
+    tech = [_detect("probe_off", Priority.LOW, technical=True)]
+    assert _drive(m3, [tech] * 80) == [(1.0, "new", "low", "onset")]
+
+
+def test_audio_pause_then_re_alarm_while_still_active_and_new_alerts_are_not_paused() -> None:
+    m = _manager(max_silence_s=120.0)
+    _drive(m, [[_detect()]] * 3)
+    (paused,) = m.silence("b", 60.0, 3.0)
+    assert (paused.reason, paused.silenced_until_s, paused.seq) == ("audio paused", 63.0, 1)
+    events = _drive(m, [[_detect()]] * 5 + [[_detect(), _detect("hr_high")]] * 60, t0=4.0)
+    assert (9.0 + 2.0, "new", "medium", "onset") in events  # hr_high: not paused
+    assert (63.0, "update", "medium", "audio pause ended") in events
+    assert sum(e[3] == "audio pause ended" for e in events) == 1  # spo2_low only, once
+    with pytest.raises(ValueError, match="at most 120 s"):
+        m.silence("b", 121.0, 70.0)
+    with pytest.raises(ValueError, match="more than 0"):
+        m.silence("b", 0.0, 70.0)
+
+
+def test_alarm_policy_from_the_configuration() -> None:
+    config = parse_config({
+        "beds": [{"id": "b", "serial": "/x"}],
+        "alarms": {"latch_high": True, "escalate_after_s": 90, "max_silence_s": 60,
+                   "kinds": {"rr_high": {"clear_s": 30}, "probe_off": {"onset_s": 10}}},
+    })
+    timing = alarm_timing(config.alarms)
+    assert (timing.latch_high, timing.escalate_after_s, timing.max_silence_s) == (True, 90, 60)
+    assert timing.clear("rr_high") == 30.0
+    assert timing.onset("rr_high", technical=False) == 5.0  # the default onset_s
+    assert timing.onset("probe_off", technical=True) == 10.0
+    assert timing.onset("lead_off", technical=True) == 2.0
+    with pytest.raises(ConfigError) as info:
+        parse_config({"beds": [{"id": "b", "serial": "/x"}],
+                      "alarms": {"latch_high": "yes", "kinds": {"spo2_lo": {}},
+                                 "max_silence_s": 5}})
+    errors = "\n".join(info.value.errors)
+    assert "alarms.latch_high: expected true or false" in errors
+    assert "alarms.kinds.spo2_lo: unknown key; did you mean 'spo2_low'?" in errors
+    assert "alarms.max_silence_s: 5 is out of range; allowed 10..600" in errors

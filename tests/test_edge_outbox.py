@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -106,7 +107,16 @@ def test_alert_payload_shape() -> None:
         "model": "fixed-limits/1",
         "scores": {},
         "votes": {},
+        "reason": "",
+        "acknowledged": False,
+        "latched": False,
+        "silenced_until": None,
     }
+    paused = replace(_event(), event=EventType.UPDATE, reason="audio paused",
+                     silenced_until_s=_event().time_s + 60.0)
+    data = json.loads(alert_payload("icu-1", paused, 1_700_000_000.0, 1_699_999_995.0))
+    assert data["silenced_until"] == "2023-11-14T22:14:20.000Z"  # 60 s after "time"
+    assert data["reason"] == "audio paused"
     assert json.loads(OFFLINE_PAYLOAD) == {"state": "offline"}
     assert iso_utc(0.25) == "1970-01-01T00:00:00.250Z"
 
