@@ -22,7 +22,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-__all__ = ["AlertPrinter", "format_alert", "run_alerts"]
+__all__ = ["AlertPrinter", "format_alert", "parse_broker", "run_alerts"]
 
 _log = logging.getLogger(__name__)
 
@@ -122,7 +122,8 @@ class AlertPrinter:
         return [f"{when}  device {device} is {shown}"]
 
 
-def _parse_broker(text: str) -> tuple[str, int]:
+def parse_broker(text: str) -> tuple[str, int]:
+    """``HOST`` or ``HOST:PORT`` (default port 1883); ValueError naming the flag otherwise."""
     host, sep, port = text.rpartition(":")
     if not sep:
         return text, 1883
@@ -151,7 +152,7 @@ def run_alerts(
     """
     stream = out or sys.stdout
     try:
-        host, port = _parse_broker(broker)
+        host, port = parse_broker(broker)
     except ValueError as exc:
         _log.error("%s", exc)
         return 2

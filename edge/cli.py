@@ -8,11 +8,15 @@
                       [--count N] [--timeout S] [--client-id ID]
     vigil-edge assess [--config FILE | --bundle DIR] --hr N --spo2 N --rr N --sbp N [--dbp N]
                       --temp N [--glucose N] [--glucose-unit mmol/L|mg/dL] [--json]
+    vigil-edge ack --broker HOST[:PORT] --device ID --bed BED [--id ALERT] [--timeout S]
+    vigil-edge silence --broker HOST[:PORT] --device ID --bed BED --seconds N [--timeout S]
 
 Exit codes: 0 success; 1 invalid configuration (``config --check``), ``--count`` not reached
 before ``--timeout`` (``alerts``), or no usable bundle (``assess``: none configured, invalid
 configuration, bundle refused); 2 usage error, a configuration ``run`` cannot start with, or a
-manual value that is not a number or outside its plausible range (``assess``).
+manual value that is not a number or outside its plausible range (``assess``). ``ack`` and
+``silence``: 0 applied, 1 refused by the edge (the reason is printed), 2 a bad flag, 3 no answer
+(broker unreachable, edge not running).
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ import sys
 import threading
 from types import FrameType
 
-from edge.alerts import run_alerts
+from edge.alerts import parse_broker, run_alerts
 from edge.assess import GLUCOSE_UNITS, AssessError, assess, format_assessment, parse_manual
+from edge.commands import COMMANDS, CommandError
 from edge.config import ConfigError, default_config_text, load_config
+from edge.remote import CommandTimeoutError, send_command
 from edge.runtime import Runtime
 from models.bundle import BundleError, bundle_location, load_bundle
 from models.tflite import ModelError
@@ -39,6 +45,7 @@ _log = logging.getLogger("edge.cli")  # also under `python -m edge.cli`
 _EXIT_OK = 0
 _EXIT_INVALID = 1
 _EXIT_USAGE = 2
+_EXIT_NO_ANSWER = 3
 
 
 _ASSESS_FIELDS = (  # flag, help, required (`vigil-edge assess`)
@@ -114,6 +121,21 @@ def _build_parser() -> argparse.ArgumentParser:
         help=f"unit of --glucose (default {GLUCOSE_UNITS[0]})",
     )
     manual.add_argument("--json", action="store_true", help="one JSON object")
+
+    for name, what in (("ack", "acknowledge a bed's alerts (or one, by --id)"),
+                       ("silence", "pause the audio of a bed's active alerts")):
+        cmd = sub.add_parser(name, help=what)
+        cmd.add_argument("--broker", metavar="HOST[:PORT]", required=True, help="MQTT broker")
+        cmd.add_argument("--device", metavar="ID", required=True, help="the edge's device id")
+        cmd.add_argument("--topic-prefix", metavar="P", default="vigil", help="default: vigil")
+        cmd.add_argument("--bed", required=True, help="bed id")
+        cmd.add_argument("--timeout", metavar="S", type=float, default=5.0,
+                         help="seconds to wait for the edge's answer (default 5)")
+        if name == "ack":
+            cmd.add_argument("--id", metavar="ALERT", help="one alert id (default: all)")
+        else:
+            cmd.add_argument("--seconds", metavar="N", type=float, required=True,
+                             help="pause length, s (at most the edge's alarms.max_silence_s)")
     return parser
 
 
@@ -214,6 +236,29 @@ def _cmd_assess(args: argparse.Namespace) -> int:
     return _EXIT_OK
 
 
+def _cmd_remote(args: argparse.Namespace) -> int:
+    _setup_logging("WARNING")
+    body: dict[str, object] = {"bed": args.bed}
+    if args.command == "ack" and args.id:
+        body["id"] = args.id
+    if args.command == "silence":
+        body["seconds"] = args.seconds
+    try:
+        host, port = parse_broker(args.broker)
+        result = send_command(host, port, topic_prefix=args.topic_prefix, device=args.device,
+                              name=args.command, body=body, timeout_s=args.timeout)
+    except (ValueError, CommandError) as exc:
+        print(f"vigil-edge {args.command}: {exc}", file=sys.stderr)
+        return _EXIT_USAGE
+    except CommandTimeoutError as exc:
+        print(f"vigil-edge {args.command}: {exc}", file=sys.stderr)
+        return _EXIT_NO_ANSWER
+    ok = bool(result.get("ok"))
+    print(f"{'OK' if ok else 'REFUSED'} {args.command} on {args.device}: {result.get('detail')}",
+          file=sys.stdout if ok else sys.stderr)
+    return _EXIT_OK if ok else _EXIT_INVALID
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``vigil-edge`` console script; returns the process exit code."""
     args = _build_parser().parse_args(argv)
@@ -223,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         return _cmd_run(args)
     if args.command == "assess":
         return _cmd_assess(args)
+    if args.command in COMMANDS:
+        return _cmd_remote(args)
     return _cmd_alerts(args)
 
 

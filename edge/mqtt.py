@@ -31,12 +31,14 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edge.commands import RESULT_LEAF
 from edge.config import MqttConfig
 from edge.events import Priority
 from edge.outbox import Outbox
@@ -61,10 +63,15 @@ class MqttPublisher:
         status_topic: str,
         alert_topic: str,
         outbox: Outbox,
+        command_base: str | None = None,
+        on_command: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self._config = config
         self._status_topic = status_topic
         self._alert_topic = alert_topic
+        self._command_base = command_base
+        self._on_command_cb = on_command
+        self.commands_retained_ignored = 0
         self.outbox = outbox
         self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._connected = threading.Event()
@@ -86,6 +93,7 @@ class MqttPublisher:
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_connect_fail = self._on_connect_fail
+        client.on_message = self._on_message
         self._client = client
 
     @property
@@ -196,6 +204,8 @@ class MqttPublisher:
         with self._lock:
             self._resync = True
             self._need_status = True
+        if self._command_base is not None:
+            client.subscribe(f"{self._command_base}/+", qos=_QOS_AT_LEAST_ONCE)
         self._connected.set()
 
     def _on_disconnect(
@@ -216,6 +226,30 @@ class MqttPublisher:
                 "disconnected from MQTT broker (%s); alerts are queued until it is back",
                 reason_code,
             )
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        """A command (edge/commands.py): handed to the runtime unless retained."""
+        name = msg.topic.rsplit("/", 1)[-1]
+        if name == RESULT_LEAF or self._on_command_cb is None:
+            return  # our own answers share the command level
+        if msg.retain:
+            self.commands_retained_ignored += 1
+            _log.warning(
+                "ignored a RETAINED command on %s (%d bytes): commands must not be retained; "
+                "clear it with an empty retained message", msg.topic, len(msg.payload),
+            )
+            return
+        self._on_command_cb(name, bytes(msg.payload))
+
+    def publish_result(self, name: str, payload: bytes) -> None:
+        """The answer to a command on ``<command_base>/result`` (QoS 1, not retained)."""
+        if self._command_base is None:
+            return
+        info = self._client.publish(
+            f"{self._command_base}/{RESULT_LEAF}", payload, qos=_QOS_AT_LEAST_ONCE
+        )
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            _log.warning("result of %s not sent now (%s)", name, mqtt.error_string(info.rc))
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         _log.warning(

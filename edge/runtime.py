@@ -24,13 +24,14 @@ from typing import Any, Final, Protocol
 
 from edge.alarms import AlarmManager, alarm_timing
 from edge.bedstate import BedState, VitalsSample
+from edge.commands import Acknowledge, Command, CommandError, parse_command, result_payload
 from edge.config import EdgeConfig
 from edge.detect import Detector, FixedLimitsDetector, default_detectors
 from edge.events import AlertEvent, Detection
 from edge.learned import load_learned
 from edge.mqtt import MqttPublisher
 from edge.outbox import Outbox
-from edge.payloads import alert_payload, status_payload, vitals_payload
+from edge.payloads import alert_payload, iso_utc, status_payload, vitals_payload
 from firmware_bridge.codec import DecoderStats
 from firmware_bridge.frames import Frame, StatusFrame, VitalsFrame
 
@@ -180,6 +181,30 @@ class EdgeCore:
             out.append(replace(d, hold_s=hold) if hold > 0.0 else d)
         return out
 
+    def command(self, cmd: Command, now: float) -> tuple[list[AlertEvent], str]:
+        """Apply an acknowledge or an audio pause at ``now``; (alert events, what was done).
+
+        Raises CommandError naming the field for a bed that is not configured, an alert id
+        that is not an announced, unacknowledged alert of the bed, or a pause out of range.
+        """
+        if cmd.bed not in self.beds:
+            raise CommandError(f"bed: no bed {cmd.bed!r}; beds: {', '.join(self.beds)}")
+        if isinstance(cmd, Acknowledge):
+            events = self.alarms.acknowledge(cmd.bed, now, cmd.alert_id)
+            if not events and cmd.alert_id is not None:
+                raise CommandError(
+                    f"id: {cmd.alert_id!r} is not an announced, unacknowledged alert of bed "
+                    f"{cmd.bed}"
+                )
+            return events, f"acknowledged {len(events)} alert(s) of bed {cmd.bed}"
+        try:
+            events = self.alarms.silence(cmd.bed, cmd.seconds, now)
+        except ValueError as exc:
+            raise CommandError(f"seconds: {exc}") from None
+        return events, (
+            f"audio paused for {cmd.seconds:g} s: {len(events)} alert(s) of bed {cmd.bed}"
+        )
+
     def vitals_due(self, now: float) -> list[tuple[str, VitalsSample]]:
         """Beds with a new vitals sample whose last publication is ``vitals_interval_s`` old."""
         out: list[tuple[str, VitalsSample]] = []
@@ -257,11 +282,16 @@ class Runtime:
             gate = setup.gate
         self.core = EdgeCore(config, now=self.clock.monotonic(), detectors=detectors, gate=gate)
         self.outbox = Outbox(config.mqtt.queue_max)
+        # Commands arrive on the MQTT network thread and are applied on the runtime thread; an
+        # unbounded queue: a command is never dropped (a frame may be, see _INBOX_MAX).
+        self._commands: queue.SimpleQueue[tuple[str, bytes]] = queue.SimpleQueue()
         self.publisher = MqttPublisher(
             config.mqtt,
             status_topic=config.topic("status"),
             alert_topic=config.topic("alert"),
             outbox=self.outbox,
+            command_base=config.topic("cmd"),
+            on_command=lambda name, payload: self._commands.put((name, payload)),
         )
         self._inbox: queue.Queue[tuple[str, Frame | bool]] = queue.Queue(_INBOX_MAX)
         self.frames_dropped = 0
@@ -316,6 +346,7 @@ class Runtime:
         try:
             while not stop.is_set():
                 self._drain(_TICK_S)
+                self._run_commands()
                 now = self.clock.monotonic()
                 for event in self.core.evaluate(now):
                     self._emit(event)
@@ -350,6 +381,32 @@ class Runtime:
                 item = self._inbox.get_nowait()
             except queue.Empty:
                 return
+
+    def _run_commands(self) -> None:
+        """Apply every queued command (edge/commands.py) and publish each one's result."""
+        while True:
+            try:
+                name, payload = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            request_id = None
+            events: list[AlertEvent] = []
+            try:
+                cmd = parse_command(name, payload)
+                request_id = cmd.request_id
+                events, detail = self.core.command(cmd, self.clock.monotonic())
+            except CommandError as exc:
+                ok, detail = False, str(exc)
+                _log.warning("command %s refused: %s", name, detail)
+            else:
+                ok = True
+                _log.info("command %s: %s", name, detail)
+            for event in events:
+                self._emit(event)
+            self.publisher.publish_result(name, result_payload(
+                name, request_id, ok=ok, detail=detail, events=len(events),
+                time=iso_utc(self.clock.time()),
+            ))
 
     def _epoch(self, mono_s: float) -> float:
         return self.clock.time() - (self.clock.monotonic() - mono_s)

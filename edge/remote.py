@@ -1,0 +1,90 @@
+"""Send one command to an edge over MQTT and wait for its answer (``vigil-edge ack|silence``).
+
+A thin adapter: the command's form and checks are edge/commands.py. The sender subscribes to
+the edge's ``cmd/result`` first, then publishes the command (QoS 1, never retained) with a
+fresh ``request_id``, and returns the result carrying that id, or None when none arrives in
+time (edge off, or broker unreachable).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge.commands import RESULT_LEAF, parse_command
+
+__all__ = ["CommandTimeoutError", "send_command"]
+
+_log = logging.getLogger(__name__)
+
+_QOS: int = 1
+
+
+class CommandTimeoutError(TimeoutError):
+    """No answer in time; the message says whether the broker or the edge was silent."""
+
+
+def send_command(
+    host: str, port: int, *, topic_prefix: str, device: str, name: str,
+    body: dict[str, Any], timeout_s: float = 5.0,
+) -> dict[str, Any]:
+    """Publish command ``name`` with ``body`` to ``device``; returns the edge's result object.
+
+    The body is checked with `edge.commands.parse_command` before anything is sent (a
+    `CommandError` names the bad field). Raises CommandTimeoutError when the broker cannot be
+    reached or the edge does not answer within ``timeout_s``.
+    """
+    request_id = uuid.uuid4().hex
+    payload = json.dumps({**body, "request_id": request_id}).encode("utf-8")
+    parse_command(name, payload)
+    base = f"{topic_prefix}/{device}/cmd"
+    subscribed = threading.Event()
+    answered = threading.Event()
+    result: dict[str, Any] = {}
+
+    def on_connect(client: mqtt.Client, *_: Any) -> None:
+        client.subscribe(f"{base}/{RESULT_LEAF}", qos=_QOS)
+
+    def on_subscribe(*_: Any) -> None:
+        subscribed.set()
+
+    def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            data = json.loads(msg.payload)
+        except ValueError:
+            return
+        if isinstance(data, dict) and data.get("request_id") == request_id:
+            result.update(data)
+            answered.set()
+
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
+                         client_id=f"vigil-cmd-{request_id[:12]}")
+    client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
+    client.on_message = on_message
+    try:
+        client.connect(host, port, keepalive=30)
+    except OSError as exc:
+        raise CommandTimeoutError(f"MQTT broker {host}:{port} not reachable: {exc}") from exc
+    client.loop_start()
+    try:
+        if not subscribed.wait(timeout_s):
+            raise CommandTimeoutError(
+                f"MQTT broker {host}:{port} did not answer in {timeout_s:g} s"
+            )
+        client.publish(f"{base}/{name}", payload, qos=_QOS, retain=False)
+        if not answered.wait(timeout_s):
+            raise CommandTimeoutError(
+                f"edge {device!r} did not answer {name} in {timeout_s:g} s (is it running and "
+                f"connected to {host}:{port}?)"
+            )
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return result

@@ -1,0 +1,170 @@
+"""Commands to the edge: parsing (pure), then acknowledge and audio pause end to end through a
+real mosquitto, the in-process runtime and the `vigil-edge ack|silence` CLI."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Callable, Iterator
+
+import paho.mqtt.client as mqtt
+import pytest
+from conftest import MqttCollector
+from mosquitto import MosquittoBroker
+from paho.mqtt.enums import CallbackAPIVersion
+from test_edge_mqtt import FakeReader
+
+from edge.cli import main
+from edge.commands import Acknowledge, CommandError, Silence, parse_command
+from edge.config import parse_config
+from edge.runtime import Runtime
+from firmware_bridge.frames import Frame, VitalsFrame
+
+
+@pytest.mark.parametrize(
+    ("name", "payload", "expected"),
+    [
+        ("ack", b'{"bed": "bed1"}', Acknowledge("bed1")),
+        ("ack", b'{"bed": "bed1", "id": "a1", "request_id": "r"}', Acknowledge("bed1", "a1", "r")),
+        ("silence", b'{"bed": "b", "seconds": 60}', Silence("b", 60.0)),
+    ],
+)
+def test_parse_good_commands(name: str, payload: bytes, expected: object) -> None:
+    assert parse_command(name, payload) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "payload", "message"),
+    [
+        ("reboot", b"{}", "unknown command 'reboot'"),
+        ("ack", b"not json", "not UTF-8 JSON"),
+        ("ack", b"[1]", "must be a JSON object"),
+        ("ack", b"{}", "bed: expected a string"),
+        ("ack", b'{"bed": "b", "alert": "x"}', "unknown field(s) alert"),
+        ("silence", b'{"bed": "b"}', "seconds: expected a number"),
+        ("silence", b'{"bed": "b", "seconds": -5}', "seconds: expected a number"),
+        ("silence", b'{"bed": "b", "seconds": true}', "seconds: expected a number"),
+        ("ack", b'{"bed": "' + b"x" * 65 + b'"}', "bed: expected a string of 1-64"),
+        ("ack", b" " * 5000, "at most 4096"),
+    ],
+)
+def test_bad_commands_name_the_problem(name: str, payload: bytes, message: str) -> None:
+    with pytest.raises(CommandError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_command(name, payload)
+
+
+@contextlib.contextmanager
+def _edge(mosquitto: MosquittoBroker, device_id: str) -> Iterator[tuple[Runtime, FakeReader]]:
+    """The runtime in process on one fake bed, against the real broker, until the block ends."""
+    config = parse_config({
+        "device": {"id": device_id},
+        "mqtt": {"port": mosquitto.port, "status_interval_s": 1.0},
+        "beds": [{"id": "bed1", "serial": "/dev/fake0"}],
+        "alarms": {"onset_s": 0.0, "max_silence_s": 60.0},
+    })
+    readers: list[FakeReader] = []
+
+    def factory(port: str, on_frame: Callable[[Frame], None], **kw: object) -> FakeReader:
+        readers.append(FakeReader(port, on_frame, **kw))
+        return readers[-1]
+
+    runtime = Runtime(config, reader_factory=factory)
+    stop = threading.Event()
+    thread = threading.Thread(target=runtime.run, args=(stop,))
+    thread.start()
+    try:
+        yield runtime, readers[0]
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+
+
+@pytest.fixture
+def running(mosquitto: MosquittoBroker, device_id: str) -> Iterator[tuple[Runtime, FakeReader]]:
+    with _edge(mosquitto, device_id) as edge:
+        yield edge
+
+
+def _cli(mosquitto: MosquittoBroker, device_id: str, *args: str) -> int:
+    return main([args[0], "--broker", f"127.0.0.1:{mosquitto.port}", "--device", device_id,
+                 *args[1:], "--timeout", "5"])
+
+
+def test_acknowledge_and_silence_through_mqtt_and_the_cli(
+    mosquitto: MosquittoBroker, device_id: str, running: tuple[Runtime, FakeReader],
+    mqtt_collector: Callable[..., MqttCollector], capsys: pytest.CaptureFixture[str],
+) -> None:
+    _, reader = running
+    sub = mqtt_collector(mosquitto, [f"vigil/{device_id}/#"])
+    sub.wait_for(lambda m: m.topic.endswith("/status"))
+    stop_feed = threading.Event()
+
+    def feed() -> None:  # a tachycardia that lasts: one frame every 0.2 s
+        while not stop_feed.wait(0.2):
+            reader.on_frame(VitalsFrame(hr_bpm=190.0, spo2_pct=97.0))
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    try:
+        new = sub.wait_for(lambda m: m.topic.endswith("/alert") and m.data["event"] == "new").data
+        assert _cli(mosquitto, device_id, "silence", "--bed", "bed1", "--seconds", "30") == 0
+        assert "OK silence" in capsys.readouterr().out
+        paused = sub.wait_for(lambda m: m.topic.endswith("/alert")
+                              and m.data["reason"] == "audio paused").data
+        assert paused["id"] == new["id"]
+        assert paused["silenced_until"] is not None
+        assert _cli(mosquitto, device_id, "ack", "--bed", "bed1", "--id", new["id"]) == 0
+        acked = sub.wait_for(lambda m: m.topic.endswith("/alert")
+                             and m.data["reason"] == "acknowledged").data
+        assert (acked["id"], acked["acknowledged"], acked["event"]) == (new["id"], True, "update")
+        # Refusals name the problem and exit 1; nothing is published for them.
+        assert _cli(mosquitto, device_id, "ack", "--bed", "bed1", "--id", new["id"]) == 1
+        assert "is not an announced, unacknowledged alert" in capsys.readouterr().err
+        assert _cli(mosquitto, device_id, "ack", "--bed", "bed9") == 1
+        assert "no bed 'bed9'" in capsys.readouterr().err
+        assert _cli(mosquitto, device_id, "silence", "--bed", "bed1", "--seconds", "600") == 1
+        assert "at most 60 s" in capsys.readouterr().err
+        results = [m.data for m in sub.snapshot() if m.topic.endswith("/cmd/result")]
+        assert [r["ok"] for r in results] == [True, True, False, False, False]
+        assert all(not m.retain for m in sub.snapshot() if "/cmd/" in m.topic)
+    finally:
+        stop_feed.set()
+        feeder.join(5)
+
+
+def test_a_retained_command_is_ignored_and_counted(
+    mosquitto: MosquittoBroker, device_id: str, mqtt_collector: Callable[..., MqttCollector],
+) -> None:
+    """A retained "silence" left on the broker reaches the edge when it (re)connects: dropped."""
+    pub = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
+    pub.connect("127.0.0.1", mosquitto.port)
+    pub.loop_start()
+    topic = f"vigil/{device_id}/cmd/silence"
+    try:
+        pub.publish(topic, json.dumps({"bed": "bed1", "seconds": 30}), qos=1,
+                    retain=True).wait_for_publish(5)
+        sub = mqtt_collector(mosquitto, [f"vigil/{device_id}/#"])
+        with _edge(mosquitto, device_id) as (runtime, _):
+            sub.wait_for(lambda m: m.topic.endswith("/status"))
+            for _ in range(50):
+                if runtime.publisher.commands_retained_ignored:
+                    break
+                threading.Event().wait(0.1)
+            assert runtime.publisher.commands_retained_ignored == 1
+            threading.Event().wait(0.5)
+            assert not [m for m in sub.snapshot() if m.topic.endswith("/cmd/result")]
+    finally:
+        pub.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)  # clear it
+        pub.disconnect()
+        pub.loop_stop()
+
+
+def test_cli_without_an_answer_exits_3(
+    mosquitto: MosquittoBroker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["ack", "--broker", f"127.0.0.1:{mosquitto.port}", "--device", "nobody-here",
+                 "--bed", "bed1", "--timeout", "0.5"])
+    assert code == 3
+    assert "did not answer ack" in capsys.readouterr().err
