@@ -44,8 +44,15 @@ from typing import Any, Final, Literal
 import numpy as np
 import numpy.typing as npt
 
-from edge.config import HR_RANGE_BPM, RR_RANGE_PER_MIN, SPO2_RANGE_PCT, TEMP_RANGE_C
 from edge.learned import ENSEMBLE, THRESHOLD_KEYS, LearnedDetector
+from edge.plausible import (
+    GLUCOSE_MG_DL,
+    GLUCOSE_UNITS,
+    MG_DL_PER_MMOL_L,
+    PLAUSIBLE_RANGES,
+    ImplausibleValueError,
+    PlausibleRange,
+)
 from models.bundle import Bundle
 from models.features import VITAL_NAMES, FeatureSpec, compute_features
 from models.logistic import LogisticScorer
@@ -68,127 +75,10 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 
-_EN_DASH: Final = "\u2013"
-"""Between the bounds of a range in messages (``50\u2013100 %``), as typeset clinical text."""
-
-
-class AssessError(ValueError):
-    """Manual input that cannot be assessed; the message names the flag, value and range.
-
-    ``flag`` is the command-line flag of the offending field (``--spo2``), ``value`` the value
-    as given (text or number).
-    """
-
-    def __init__(self, flag: str, value: object, message: str) -> None:
-        super().__init__(f"{flag}: {message}")
-        self.flag = flag
-        self.value = value
-
-
-# ----------------------------------------------------------------------------- plausible ranges
-
-
-@dataclass(frozen=True, slots=True)
-class PlausibleRange:
-    """Values a person could type for one field and mean it (bounds included).
-
-    Wide on purpose: they catch typos and wrong units (°F, mg/dL), not abnormal patients; a
-    deranged but real value must pass so that the risk model can see it. ``why``: the source.
-    """
-
-    key: str
-    """Key in `parse_manual`'s input (the flag without its dashes)."""
-    label: str
-    unit: str
-    low: float
-    high: float
-    why: str
-    hint_high: str = ""
-    """Appended to an error for a value above the range: the likely mistake (a unit)."""
-    hint_low: str = ""
-    """Appended to an error for a value below the range."""
-
-    @property
-    def flag(self) -> str:
-        """The command-line flag, ``--hr``."""
-        return f"--{self.key.replace('_', '-')}"
-
-    def describe(self) -> str:
-        """``50\u2013100 %``: the range with its unit, as error messages show it."""
-        return f"{self.low:g}{_EN_DASH}{self.high:g} {self.unit}"
-
-    def check(self, value: float) -> None:
-        """Raise `AssessError` unless ``value`` is finite and within [low, high]."""
-        if not (math.isfinite(value) and self.low <= value <= self.high):
-            hint = (
-                self.hint_high if value > self.high
-                else self.hint_low if value < self.low
-                else ""
-            )
-            hint = f" ({hint})" if hint else ""
-            raise AssessError(
-                self.flag, value,
-                f"{value:g} {self.unit} is outside the plausible range {self.describe()}{hint}",
-            )
-
-
-MG_DL_PER_MMOL_L: Final = 18.016
-"""Glucose mg/dL per mmol/L: the molar mass of glucose, 180.16 g/mol, / 10 (dL per L)."""
-
-GLUCOSE_UNITS: Final = ("mmol/L", "mg/dL")
-"""Accepted ``glucose_unit`` values (matched case-insensitively); the first is the default."""
-
-# HR, SpO2, RR and temperature use the plausible *threshold* ranges of `edge.config` (a
-# configured alarm limit must lie inside them), so a manual value and an alarm limit are judged
-# alike; the pressures have ranges of their own (a cuff reading, not a configured limit).
-PLAUSIBLE_RANGES: Final[Mapping[str, PlausibleRange]] = {
-    "hr_bpm": PlausibleRange(
-        "hr", "HR", "bpm", *HR_RANGE_BPM,
-        "below 20 bpm is agonal or asystole, not a rate to score; about 300 bpm is the fastest "
-        "conducted adult rhythm (pre-excited atrial fibrillation); same as edge.config HR limits",
-    ),
-    "spo2_pct": PlausibleRange(
-        "spo2", "SpO2", "%", *SPO2_RANGE_PCT,
-        "a saturation cannot exceed 100 %; pulse oximeters are only specified down to 70 % "
-        "(ISO 80601-2-61) and read meaninglessly below about 50 %; same as edge.config limits",
-    ),
-    "rr_per_min": PlausibleRange(
-        "rr", "RR", "/min", *RR_RANGE_PER_MIN,
-        "0 is apnoea (an emergency, not a risk score); 80 /min is beyond even neonatal "
-        "tachypnoea; same as edge.config RR limits",
-    ),
-    "sbp_mmhg": PlausibleRange(
-        "sbp", "SBP", "mmHg", 40.0, 300.0,
-        "cuffs rarely obtain a reading below 40 mmHg; automated cuffs measure up to about "
-        "250-300 mmHg (narrower than the 20-300 mmHg a configured pressure limit may take)",
-    ),
-    "dbp_mmhg": PlausibleRange(
-        "dbp", "DBP", "mmHg", 20.0, 200.0,
-        "outside 20-200 mmHg a diastolic reading is an artefact or a typo; it must also be "
-        "below the systolic pressure",
-    ),
-    "temp_c": PlausibleRange(
-        "temp", "Temp", "°C", *TEMP_RANGE_C,
-        "covers severe accidental hypothermia (below 28 °C) up to extreme hyperthermia; "
-        "outside it is almost always °F or a typo; same as edge.config limits",
-        hint_high="a temperature in °F? enter °C",
-    ),
-    "glucose_mmol_l": PlausibleRange(
-        "glucose", "Glucose", "mmol/L", 1.0, 50.0,
-        "below 1 mmol/L is near the floor of laboratory assays; point-of-care meters read "
-        "about 1.1-33.3 mmol/L (20-600 mg/dL) and lab values above 50 are exceptional, so a "
-        "larger number is most likely mg/dL",
-        hint_high="a value in mg/dL? add --glucose-unit mg/dL",
-    ),
-}
-"""Field of `ManualVitals` -> its plausible range, unit and source."""
+AssessError = ImplausibleValueError
+"""Manual input that cannot be assessed (the plausibility error of edge/plausible.py)."""
 
 _GLUCOSE = PLAUSIBLE_RANGES["glucose_mmol_l"]
-_GLUCOSE_MG_DL: Final = PlausibleRange(
-    "glucose", "Glucose", "mg/dL", _GLUCOSE.low * MG_DL_PER_MMOL_L,
-    _GLUCOSE.high * MG_DL_PER_MMOL_L, f"{_GLUCOSE.describe()} converted at {MG_DL_PER_MMOL_L}",
-    hint_low="a value in mmol/L? drop --glucose-unit mg/dL",
-)
 _REQUIRED: Final = ("hr_bpm", "spo2_pct", "rr_per_min", "sbp_mmhg", "temp_c")
 _KEY_TO_FIELD: Final = {r.key: name for name, r in PLAUSIBLE_RANGES.items()}
 _UNIT_KEY: Final = "glucose_unit"
@@ -302,8 +192,8 @@ def _glucose_mmol_l(text: str, unit_text: str) -> float:
         )
     if unit == "mmol/L":
         return _number(_GLUCOSE, text)
-    mg_dl = _number(_GLUCOSE_MG_DL, text)
-    _GLUCOSE_MG_DL.check(mg_dl)
+    mg_dl = _number(GLUCOSE_MG_DL, text)
+    GLUCOSE_MG_DL.check(mg_dl)
     # mg/dL bounds are the mmol/L bounds times the factor; dividing back can miss a bound by
     # one ulp, which must not turn an accepted mg/dL value into a refused mmol/L one.
     return min(max(mg_dl / MG_DL_PER_MMOL_L, _GLUCOSE.low), _GLUCOSE.high)

@@ -21,8 +21,10 @@ Rules
    response); 5-6 medium (urgent response); a single parameter scoring 3 with a total below 5
    low-medium (urgent ward review); otherwise low. The alarm priority for a NEWS2 alert is
    medium from low-medium upwards (`News2.alarm_priority`).
-5. **Plausibility.** A value outside `PLAUSIBLE` (e.g. a negative rate) is an input error,
-   not a score: `News2InputError` names the field and the range.
+5. **Plausibility.** A value outside its `edge.plausible.PLAUSIBLE_RANGES` entry (e.g. a
+   negative rate) is an input error, not a score: `ImplausibleValueError` names the field and
+   the range. One exception: a respiration rate of 0 (apnoea, as a monitor reports it) is
+   scored 3, although no alarm limit or typed rate may be 0.
 
 Units: respiration rate breaths/min, SpO2 %, systolic BP mmHg, pulse beats/min, temperature
 degC.
@@ -38,22 +40,17 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Final
 
 from edge.events import Priority
+from edge.plausible import PLAUSIBLE_RANGES
 
 __all__ = [
     "BANDS",
-    "PLAUSIBLE",
     "Consciousness",
     "News2",
-    "News2InputError",
     "News2Inputs",
     "Response",
     "news2",
     "subscore",
 ]
-
-
-class News2InputError(ValueError):
-    """A NEWS2 input outside its plausible range; the message names the field and the range."""
 
 
 class Consciousness(enum.StrEnum):
@@ -100,14 +97,6 @@ BANDS: Final[Mapping[str, tuple[tuple[int, int], ...]]] = {
 }
 """RCP NEWS2 Chart 1 as data (rule 1). ``temp_dc`` is in tenths of a degC."""
 
-PLAUSIBLE: Final[Mapping[str, tuple[float, float]]] = {
-    "rr_per_min": (0.0, 100.0),
-    "spo2_pct": (0.0, 100.0),
-    "sbp_mmhg": (20.0, 300.0),
-    "hr_bpm": (0.0, 300.0),
-    "temp_c": (25.0, 45.0),
-}
-"""Plausible input ranges (rule 5), in each field's units."""
 
 _SPO2_SCALE2_OXYGEN_FROM: Final = 93
 _OXYGEN_SCORE: Final = 2
@@ -196,9 +185,9 @@ def _present(value: float | None) -> bool:
 
 
 def _check(name: str, value: float) -> None:
-    lo, hi = PLAUSIBLE[name]
-    if not lo <= value <= hi:
-        raise News2InputError(f"{name}: {value:g} is outside the plausible range {lo:g}..{hi:g}")
+    if name == "rr_per_min" and value == 0.0:
+        return  # apnoea: below the range a limit or a typed rate may take, but scored (rule 5)
+    PLAUSIBLE_RANGES[name].check(value, name)
 
 
 def _score_spo2(inputs: News2Inputs, scale: int, sub: dict[str, int], missing: list[str]) -> None:

@@ -10,12 +10,12 @@ import pytest
 from edge.events import Priority
 from edge.news2 import (
     Consciousness,
-    News2InputError,
     News2Inputs,
     Response,
     news2,
     subscore,
 )
+from edge.plausible import ImplausibleValueError
 
 # Written out from the chart (not from edge.news2.BANDS): value -> score, both sides of every
 # boundary.
@@ -119,8 +119,14 @@ def test_missing_readings_are_listed_and_the_total_is_a_lower_bound() -> None:
      ("temp_c", 50.0)],
 )
 def test_implausible_input_names_the_field_and_range(field: str, value: float) -> None:
-    with pytest.raises(News2InputError, match=rf"^{field}: .* outside the plausible range"):
+    with pytest.raises(ImplausibleValueError, match=rf"^{field}: .* outside the plausible range"):
         news2(News2Inputs(**{field: value}))
+
+
+def test_apnoea_and_the_plausible_edges_score_instead_of_failing() -> None:
+    r = news2(News2Inputs(rr_per_min=0, spo2_pct=50, sbp_mmhg=40, hr_bpm=20, temp_c=25.0))
+    assert r.subscores == {"rr_per_min": 3, "spo2_pct": 3, "sbp_mmhg": 3, "hr_bpm": 3,
+                           "temp_c": 3}
 
 
 def test_bad_scale_is_refused() -> None:
