@@ -15,6 +15,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from edge.news2 import News2
 from firmware_bridge.frames import (
     Frame,
     HelloFrame,
@@ -93,6 +94,18 @@ class VitalsRing:
         place instead and must never write to it.
         """
         return self._data, self._next, self.count
+
+    def latest_valid(self) -> dict[str, tuple[float, float]]:
+        """Each vital's most recent valid value and its edge time (s); vitals never valid are
+        left out. Scans the ring (allocates): for once-a-minute readers such as NEWS2."""
+        out: dict[str, tuple[float, float]] = {}
+        rows = self.window()
+        for i, name in enumerate(VITAL_FIELDS, start=1):
+            valid = np.flatnonzero(~np.isnan(rows[:, i]))
+            if valid.size:
+                k = int(valid[-1])
+                out[name] = (float(rows[k, i]), float(rows[k, 0]))
+        return out
 
     def window(self, n: int | None = None) -> npt.NDArray[np.float64]:
         """Copy of the last ``n`` readings (all stored when None), oldest first, shape (n, 8)."""
@@ -180,6 +193,10 @@ class BedState:
         self.last_vitals_s: float | None = None
         self.link_up = False
         self.frames = 0
+        # Manual readings (edge/commands.py `reading`): field -> (value, edge time s).
+        self.manual: dict[str, tuple[float | bool | str, float]] = {}
+        # The latest NEWS2 of the bed and when it was scored (edge time s).
+        self.news2: tuple[News2, float] | None = None
 
     @property
     def status_flags(self) -> StatusFlag:

@@ -10,13 +10,16 @@
                       --temp N [--glucose N] [--glucose-unit mmol/L|mg/dL] [--json]
     vigil-edge ack --broker HOST[:PORT] --device ID --bed BED [--id ALERT] [--timeout S]
     vigil-edge silence --broker HOST[:PORT] --device ID --bed BED --seconds N [--timeout S]
+    vigil-edge reading --broker HOST[:PORT] --device ID --bed BED [--consciousness A|C|V|P|U]
+                       [--oxygen yes|no] [--hr N] [--spo2 N] [--rr N] [--sbp N] [--dbp N]
+                       [--temp N] [--glucose N [--glucose-unit mmol/L|mg/dL]] [--timeout S]
 
 Exit codes: 0 success; 1 invalid configuration (``config --check``), ``--count`` not reached
 before ``--timeout`` (``alerts``), or no usable bundle (``assess``: none configured, invalid
 configuration, bundle refused); 2 usage error, a configuration ``run`` cannot start with, or a
-manual value that is not a number or outside its plausible range (``assess``). ``ack`` and
-``silence``: 0 applied, 1 refused by the edge (the reason is printed), 2 a bad flag, 3 no answer
-(broker unreachable, edge not running).
+manual value that is not a number or outside its plausible range (``assess``). ``ack``,
+``silence`` and ``reading``: 0 applied, 1 refused by the edge (the reason is printed), 2 a bad
+flag or value (checked before sending), 3 no answer (broker unreachable, edge not running).
 """
 
 from __future__ import annotations
@@ -47,6 +50,15 @@ _EXIT_INVALID = 1
 _EXIT_USAGE = 2
 _EXIT_NO_ANSWER = 3
 
+
+_READING_FLAGS = (  # flag, command field, help (`vigil-edge reading`)
+    ("--hr", "hr_bpm", "heart rate, bpm"),
+    ("--spo2", "spo2_pct", "SpO2, %%"),
+    ("--rr", "rr_per_min", "respiration rate, /min"),
+    ("--sbp", "sbp_mmhg", "systolic blood pressure (cuff), mmHg"),
+    ("--dbp", "dbp_mmhg", "diastolic blood pressure (cuff), mmHg"),
+    ("--temp", "temp_c", "temperature, degC"),
+)
 
 _ASSESS_FIELDS = (  # flag, help, required (`vigil-edge assess`)
     ("--hr", "heart rate, bpm", True),
@@ -123,7 +135,8 @@ def _build_parser() -> argparse.ArgumentParser:
     manual.add_argument("--json", action="store_true", help="one JSON object")
 
     for name, what in (("ack", "acknowledge a bed's alerts (or one, by --id)"),
-                       ("silence", "pause the audio of a bed's active alerts")):
+                       ("silence", "pause the audio of a bed's active alerts"),
+                       ("reading", "send manual readings of a bed (they enter NEWS2)")):
         cmd = sub.add_parser(name, help=what)
         cmd.add_argument("--broker", metavar="HOST[:PORT]", required=True, help="MQTT broker")
         cmd.add_argument("--device", metavar="ID", required=True, help="the edge's device id")
@@ -133,9 +146,19 @@ def _build_parser() -> argparse.ArgumentParser:
                          help="seconds to wait for the edge's answer (default 5)")
         if name == "ack":
             cmd.add_argument("--id", metavar="ALERT", help="one alert id (default: all)")
-        else:
+        elif name == "silence":
             cmd.add_argument("--seconds", metavar="N", type=float, required=True,
                              help="pause length, s (at most the edge's alarms.max_silence_s)")
+        else:
+            for flag, field, unit in _READING_FLAGS:
+                cmd.add_argument(flag, metavar="N", type=float, dest=field, help=unit)
+            cmd.add_argument("--consciousness", choices=list("ACVPU"),
+                             help="ACVPU: Alert, new Confusion, Voice, Pain, Unresponsive")
+            cmd.add_argument("--oxygen", choices=["yes", "no"],
+                             help="supplemental oxygen (NEWS2 scores 2 for yes)")
+            cmd.add_argument("--glucose", metavar="N", type=float, help="blood glucose")
+            cmd.add_argument("--glucose-unit", default=GLUCOSE_UNITS[0], choices=GLUCOSE_UNITS,
+                             help=f"unit of --glucose (default {GLUCOSE_UNITS[0]})")
     return parser
 
 
@@ -236,6 +259,21 @@ def _cmd_assess(args: argparse.Namespace) -> int:
     return _EXIT_OK
 
 
+def _reading_body(args: argparse.Namespace) -> dict[str, object]:
+    body: dict[str, object] = {
+        field: getattr(args, field) for _, field, _ in _READING_FLAGS
+        if getattr(args, field) is not None
+    }
+    if args.consciousness:
+        body["consciousness"] = args.consciousness
+    if args.oxygen:
+        body["on_oxygen"] = args.oxygen == "yes"
+    if args.glucose is not None:
+        body["glucose"] = args.glucose
+        body["glucose_unit"] = args.glucose_unit
+    return body
+
+
 def _cmd_remote(args: argparse.Namespace) -> int:
     _setup_logging("WARNING")
     body: dict[str, object] = {"bed": args.bed}
@@ -243,6 +281,8 @@ def _cmd_remote(args: argparse.Namespace) -> int:
         body["id"] = args.id
     if args.command == "silence":
         body["seconds"] = args.seconds
+    if args.command == "reading":
+        body.update(_reading_body(args))
     try:
         host, port = parse_broker(args.broker)
         result = send_command(host, port, topic_prefix=args.topic_prefix, device=args.device,

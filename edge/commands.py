@@ -11,7 +11,12 @@ Wire form: topic ``<prefix>/<device>/cmd/<name>``; payload one JSON object, UTF-
   alert of the bed is acknowledged.
 - ``cmd/silence``: ``{"bed": "bed1", "seconds": 60}``; audio pause, at most
   ``alarms.max_silence_s``.
-- Both accept ``"request_id"`` (1-64 characters), echoed in the result on ``cmd/result`` so a
+- ``cmd/reading``: manual readings of a bed, any of ``consciousness`` (ACVPU letter),
+  ``on_oxygen`` (true/false), ``hr_bpm``, ``spo2_pct``, ``rr_per_min``, ``sbp_mmhg``,
+  ``dbp_mmhg``, ``temp_c``, ``glucose`` with ``glucose_unit`` (``mmol/L`` default, or
+  ``mg/dL``); each number inside its `edge.plausible.PLAUSIBLE_RANGES` entry, DBP below SBP.
+  They enter NEWS2 (edge/news2.py); glucose is recorded and published, no score uses it.
+- All accept ``"request_id"`` (1-64 characters), echoed in the result on ``cmd/result`` so a
   sender can wait for its own answer.
 
 Commands are never retained by senders; the MQTT adapter drops a retained one unread (a stale
@@ -22,8 +27,17 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
+
+from edge.plausible import (
+    GLUCOSE_MG_DL,
+    GLUCOSE_UNITS,
+    MG_DL_PER_MMOL_L,
+    PLAUSIBLE_RANGES,
+    ImplausibleValueError,
+)
 
 __all__ = [
     "COMMANDS",
@@ -31,6 +45,7 @@ __all__ = [
     "Acknowledge",
     "Command",
     "CommandError",
+    "ManualReading",
     "Silence",
     "parse_command",
     "result_payload",
@@ -64,12 +79,33 @@ class Silence:
     request_id: str | None = None
 
 
-Command = Acknowledge | Silence
+@dataclass(frozen=True, slots=True)
+class ManualReading:
+    """Readings taken at the bedside, checked: field -> value (glucose as ``glucose_mmol_l``;
+    ``consciousness`` an ACVPU letter; ``on_oxygen`` a bool; the rest floats in their units)."""
 
-COMMANDS: Final = ("ack", "silence")
+    bed: str
+    values: Mapping[str, float | bool | str]
+    request_id: str | None = None
+
+
+Command = Acknowledge | Silence | ManualReading
+
+COMMANDS: Final = ("ack", "silence", "reading")
 """Command names, the last topic level."""
 
-_KEYS: Final = {"ack": {"bed", "id", "request_id"}, "silence": {"bed", "seconds", "request_id"}}
+_NUMERIC_READINGS: Final = (
+    "hr_bpm", "spo2_pct", "rr_per_min", "sbp_mmhg", "dbp_mmhg", "temp_c",
+)
+_READING_KEYS: Final = {
+    *_NUMERIC_READINGS, "consciousness", "on_oxygen", "glucose", "glucose_unit",
+}
+_ACVPU: Final = ("A", "C", "V", "P", "U")
+_KEYS: Final = {
+    "ack": {"bed", "id", "request_id"},
+    "silence": {"bed", "seconds", "request_id"},
+    "reading": {"bed", "request_id", *_READING_KEYS},
+}
 
 
 def _text(body: dict[str, Any], key: str, *, required: bool) -> str | None:
@@ -102,12 +138,71 @@ def parse_command(name: str, payload: bytes) -> Command:
     request_id = _text(body, "request_id", required=False)
     if name == "ack":
         return Acknowledge(bed, _text(body, "id", required=False), request_id)
+    if name == "reading":
+        return ManualReading(bed, _readings(body), request_id)
     seconds = body.get("seconds")
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not (
         math.isfinite(seconds) and seconds > 0
     ):
         raise CommandError(f"seconds: expected a number of seconds > 0, got {seconds!r}")
     return Silence(bed, float(seconds), request_id)
+
+
+def _number(body: dict[str, Any], key: str) -> float:
+    value = body[key]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise CommandError(f"{key}: expected a number, got {value!r}")
+    return float(value)
+
+
+def _glucose_mmol_l(body: dict[str, Any]) -> float:
+    unit = body.get("glucose_unit", GLUCOSE_UNITS[0])
+    if unit not in GLUCOSE_UNITS:
+        raise CommandError(f"glucose_unit: {unit!r}; use {' or '.join(GLUCOSE_UNITS)}")
+    value = _number(body, "glucose")
+    if unit == GLUCOSE_UNITS[0]:
+        PLAUSIBLE_RANGES["glucose_mmol_l"].check(value, "glucose")
+        return value
+    GLUCOSE_MG_DL.check(value, "glucose")
+    return value / MG_DL_PER_MMOL_L
+
+
+def _measured(body: dict[str, Any]) -> dict[str, float]:
+    """The numeric readings (and glucose, in mmol/L), each inside its plausible range."""
+    out: dict[str, float] = {}
+    try:
+        for key in _NUMERIC_READINGS:
+            if key in body:
+                value = _number(body, key)
+                PLAUSIBLE_RANGES[key].check(value, key)
+                out[key] = value
+        if "glucose" in body:
+            out["glucose_mmol_l"] = _glucose_mmol_l(body)
+        elif "glucose_unit" in body:
+            raise CommandError("glucose_unit: given without glucose")
+    except ImplausibleValueError as exc:
+        raise CommandError(str(exc)) from None
+    if "dbp_mmhg" in out and "sbp_mmhg" in out and not out["dbp_mmhg"] < out["sbp_mmhg"]:
+        raise CommandError(f"dbp_mmhg: {out['dbp_mmhg']:g} must be below sbp_mmhg "
+                           f"{out['sbp_mmhg']:g}")
+    return out
+
+
+def _readings(body: dict[str, Any]) -> dict[str, float | bool | str]:
+    """The readings of a ``reading`` command, each checked (module doc)."""
+    out: dict[str, float | bool | str] = dict(_measured(body))
+    if "consciousness" in body:
+        level = body["consciousness"]
+        if not isinstance(level, str) or level.upper() not in _ACVPU:
+            raise CommandError(f"consciousness: {level!r}; one of {', '.join(_ACVPU)} (ACVPU)")
+        out["consciousness"] = level.upper()
+    if "on_oxygen" in body:
+        if not isinstance(body["on_oxygen"], bool):
+            raise CommandError(f"on_oxygen: expected true or false, got {body['on_oxygen']!r}")
+        out["on_oxygen"] = body["on_oxygen"]
+    if not out:
+        raise CommandError(f"no reading given; reading takes {', '.join(sorted(_READING_KEYS))}")
+    return out
 
 
 def result_payload(

@@ -42,6 +42,7 @@ __all__ = [
     "DEFAULT_TECHNICAL",
     "LEARNED_KINDS",
     "LIMIT_SPECS",
+    "NEWS2_KIND",
     "TECHNICAL_KINDS",
     "AlarmConfig",
     "BedConfig",
@@ -54,6 +55,7 @@ __all__ = [
     "LimitsConfig",
     "ModelConfig",
     "MqttConfig",
+    "News2Config",
     "TechnicalConfig",
     "apply_overrides",
     "default_config_path",
@@ -256,6 +258,18 @@ class BedConfig:
     id: str
     serial: str
     baud: int
+    spo2_scale: int = 1
+    """NEWS2 SpO2 scale: 1, or 2 for hypercapnic respiratory failure (target 88-92 %)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class News2Config:
+    """NEWS2 every ``interval_s`` per bed (edge/news2.py). A monitor vital older than
+    ``vitals_max_age_s`` and a manual reading older than ``manual_max_age_s`` are not used."""
+
+    interval_s: float = 60.0
+    vitals_max_age_s: float = 300.0
+    manual_max_age_s: float = 14_400.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -321,6 +335,7 @@ class EdgeConfig:
     technical: TechnicalConfig
     buffers: BufferConfig
     model: ModelConfig = ModelConfig(bundle="")
+    news2: News2Config = News2Config()
 
     def topic(self, leaf: str) -> str:
         """``<topic_prefix>/<device id>/<leaf>``, e.g. ``vigil/icu-pi-3/alert``."""
@@ -458,8 +473,12 @@ class _Checker:
         return str(value)
 
 
+NEWS2_KIND: Final = "news2"
+"""Alert kind of a NEWS2 score that needs a response (edge/news2.py rule 4)."""
+
 ALERT_KINDS: Final[tuple[str, ...]] = tuple(sorted(
     {spec.kind for spec in LIMIT_SPECS} | set(LEARNED_KINDS) | set(TECHNICAL_KINDS)
+    | {NEWS2_KIND}
 ))
 """Every alert kind the edge can raise: what ``[alarms.kinds]`` accepts."""
 _DELAY_RANGE_S: Final = (0.0, 120.0)
@@ -469,7 +488,7 @@ _DELAY_RANGE_S: Final = (0.0, 120.0)
 # Sections parsers
 
 _SECTIONS: Final = (
-    "device", "mqtt", "beds", "alarms", "limits", "technical", "buffers", "model",
+    "device", "mqtt", "beds", "alarms", "limits", "technical", "buffers", "model", "news2",
 )
 
 
@@ -536,7 +555,7 @@ def _parse_beds(c: _Checker, root: Mapping[str, Any]) -> tuple[BedConfig, ...]:
     seen: dict[str, int] = {}
     for i, t in enumerate(raw):
         p = f"beds[{i}]"
-        c.keys(t, ["id", "serial", "baud"], p)
+        c.keys(t, ["id", "serial", "baud", "spo2_scale"], p)
         bed_id = c.string(t, "id", p, None, pattern=_ID_RE, rule=_ID_RULE)
         serial = c.string(t, "serial", p, None)
         if "serial" in t and isinstance(t["serial"], str) and not serial.strip():
@@ -552,7 +571,8 @@ def _parse_beds(c: _Checker, root: Mapping[str, Any]) -> tuple[BedConfig, ...]:
         if bed_id in seen:
             c.error(f"{p}.id", f"{_describe(bed_id)} is already used by beds[{seen[bed_id]}]")
         seen.setdefault(bed_id, i)
-        beds.append(BedConfig(id=bed_id, serial=serial, baud=int(baud)))
+        scale = c.integer(t, "spo2_scale", p, 1, (1, 2))
+        beds.append(BedConfig(id=bed_id, serial=serial, baud=int(baud), spo2_scale=scale))
     return tuple(beds)
 
 
@@ -660,6 +680,17 @@ def _parse_model(c: _Checker, root: Mapping[str, Any]) -> ModelConfig:
     return ModelConfig(bundle=bundle, artefact_hold_s=hold)
 
 
+def _parse_news2(c: _Checker, root: Mapping[str, Any]) -> News2Config:
+    p = "news2"
+    t = c.table(root, p, "")
+    c.keys(t, ["interval_s", "vitals_max_age_s", "manual_max_age_s"], p)
+    return News2Config(
+        interval_s=c.number(t, "interval_s", p, 60.0, (10.0, 3600.0)),
+        vitals_max_age_s=c.number(t, "vitals_max_age_s", p, 300.0, (10.0, 3600.0)),
+        manual_max_age_s=c.number(t, "manual_max_age_s", p, 14_400.0, (60.0, 86_400.0)),
+    )
+
+
 def parse_config(data: Mapping[str, Any]) -> EdgeConfig:
     """Validate a parsed TOML document; raises ConfigError listing every problem found."""
     c = _Checker()
@@ -674,6 +705,7 @@ def parse_config(data: Mapping[str, Any]) -> EdgeConfig:
         technical=_parse_technical(c, data),
         buffers=_parse_buffers(c, data),
         model=_parse_model(c, data),
+        news2=_parse_news2(c, data),
     )
     if c.errors:
         raise ConfigError(c.errors)

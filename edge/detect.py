@@ -18,11 +18,13 @@ import logging
 from typing import Final, Protocol, runtime_checkable
 
 from edge.bedstate import BedState
-from edge.config import AlarmConfig, LimitsConfig, TechnicalConfig
+from edge.config import NEWS2_KIND, AlarmConfig, LimitsConfig, News2Config, TechnicalConfig
 from edge.events import Detection
 from firmware_bridge.frames import StatusFlag
 
-__all__ = ["Detector", "FixedLimitsDetector", "TechnicalDetector", "default_detectors"]
+__all__ = [
+    "Detector", "FixedLimitsDetector", "News2Detector", "TechnicalDetector", "default_detectors",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -166,10 +168,58 @@ class TechnicalDetector:
         return out
 
 
+class News2Detector:
+    """``news2`` (medium) while the bed's latest NEWS2 needs a response (edge/news2.py rule 4).
+
+    The score is computed by `edge.runtime.EdgeCore.news2_due` once per ``news2.interval_s``;
+    one older than two intervals is not acted on (scoring has stopped: no data).
+    """
+
+    MODEL: Final = "news2/rcp-2017"
+
+    def __init__(self, news2: News2Config) -> None:
+        self._max_age_s = 2.0 * news2.interval_s
+
+    @property
+    def model(self) -> str:
+        """See `Detector.model`."""
+        return self.MODEL
+
+    def update(self, bed: BedState, now: float) -> list[Detection]:
+        """The bed's NEWS2 as a detection when its response is low-medium or above."""
+        if bed.news2 is None:
+            return []
+        result, scored_s = bed.news2
+        priority = result.alarm_priority
+        if priority is None or now - scored_s > self._max_age_s:
+            return []
+        missing = f"; not scored: {', '.join(result.missing)}" if result.missing else ""
+        red = f"; 3 in {', '.join(result.red)}" if result.red else ""
+        return [
+            Detection(
+                kind=NEWS2_KIND,
+                priority=priority,
+                message=(f"NEWS2 {result.total} ({result.response.value} clinical risk{red}): "
+                         f"{result.response.action}{missing}"),
+                model=self.MODEL,
+                values={"news2.total": float(result.total),
+                        **{f"news2.{k}": float(v) for k, v in result.subscores.items()}},
+                thresholds={"news2.urgent_total": 5.0, "news2.emergency_total": 7.0},
+            )
+        ]
+
+
 def default_detectors(
-    limits: LimitsConfig, technical: TechnicalConfig, alarms: AlarmConfig
+    limits: LimitsConfig, technical: TechnicalConfig, alarms: AlarmConfig,
+    news2: News2Config | None = None,
 ) -> list[Detector]:
-    """The detectors the runtime uses when none are given: technical first, then limits."""
+    """The detectors the runtime uses when none are given: technical first, then limits, then
+    NEWS2 when its configuration is given."""
     _log.debug("using default detectors")
-    return [TechnicalDetector(technical, alarms), FixedLimitsDetector(limits, alarms)]
+    out: list[Detector] = [
+        TechnicalDetector(technical, alarms), FixedLimitsDetector(limits, alarms)
+    ]
+    if news2 is not None:
+        out.append(News2Detector(news2))
+    return out
 

@@ -703,7 +703,7 @@ def load_learned(config: EdgeConfig) -> LearnedSetup:
     replaced by `ModelUnavailableDetector` (priority ``technical.model_unavailable``): a
     monitor never stops monitoring because a model is bad.
     """
-    detectors = default_detectors(config.limits, config.technical, config.alarms)
+    detectors = default_detectors(config.limits, config.technical, config.alarms, config.news2)
     path = config.model.bundle
     if not path:
         _log.info("no model bundle configured: fixed limits only")

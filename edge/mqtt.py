@@ -132,6 +132,15 @@ class MqttPublisher:
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             _log.debug("status publish returned %s", mqtt.error_string(info.rc))
 
+    def publish_retained(self, topic: str, payload: bytes) -> None:
+        """Current state on ``topic`` (QoS 1, retained), only while connected: superseded by
+        the next one, and re-sent at the next period after a reconnect."""
+        if not self.connected:
+            return
+        info = self._client.publish(topic, payload, qos=_QOS_AT_LEAST_ONCE, retain=True)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            _log.debug("publish to %s returned %s", topic, mqtt.error_string(info.rc))
+
     def publish_volatile(self, topic: str, payload: bytes) -> None:
         """Fire-and-forget (QoS 0), only while connected: vitals are superseded every second."""
         if not self.connected:

@@ -49,6 +49,7 @@ __all__ = [
     "News2Inputs",
     "Response",
     "news2",
+    "news2_inputs",
     "subscore",
 ]
 
@@ -235,3 +236,42 @@ def news2(inputs: News2Inputs, *, scale: int = 1) -> News2:
     total = sum(sub.values())
     red = tuple(name for name, s in sub.items() if s >= _RED)
     return News2(total, sub, tuple(missing), scale, _response(total, red), red)
+
+
+_MEASURED: Final = ("rr_per_min", "spo2_pct", "sbp_mmhg", "hr_bpm", "temp_c")
+
+
+def news2_inputs(
+    monitor: Mapping[str, tuple[float, float]],
+    manual: Mapping[str, tuple[float | bool | str, float]],
+    now: float,
+    *,
+    vitals_max_age_s: float,
+    manual_max_age_s: float,
+) -> tuple[News2Inputs, dict[str, str]]:
+    """The inputs to score at ``now`` (s), and where each came from (``monitor`` / ``manual``).
+
+    ``monitor``: vital -> (latest valid value, its time); ``manual``: field -> (value, time),
+    consciousness an ACVPU letter and on_oxygen a bool. For each measured parameter the newer
+    of the two is used, each only within its maximum age; consciousness and oxygen come only
+    from manual readings.
+    """
+    values: dict[str, object] = {}
+    sources: dict[str, str] = {}
+    for name in _MEASURED:
+        best: tuple[float, float, str] | None = None
+        m = monitor.get(name)
+        if m is not None and now - m[1] <= vitals_max_age_s:
+            best = (m[0], m[1], "monitor")
+        h = manual.get(name)
+        if h is not None and now - h[1] <= manual_max_age_s and (best is None or h[1] > best[1]):
+            best = (float(h[0]), h[1], "manual")
+        if best is not None:
+            values[name], sources[name] = best[0], best[2]
+    for name in ("consciousness", "on_oxygen"):
+        h = manual.get(name)
+        if h is not None and now - h[1] <= manual_max_age_s:
+            values[name] = Consciousness(str(h[0])) if name == "consciousness" else bool(h[0])
+            sources[name] = "manual"
+    return News2Inputs(**values), sources  # type: ignore[arg-type]
+

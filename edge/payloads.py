@@ -15,11 +15,13 @@ from typing import Any, Final
 
 from edge.bedstate import VitalsSample
 from edge.events import AlertEvent
+from edge.news2 import News2
 
 __all__ = [
     "OFFLINE_PAYLOAD",
     "alert_payload",
     "iso_utc",
+    "news2_payload",
     "status_payload",
     "vitals_payload",
 ]
@@ -57,6 +59,29 @@ def vitals_payload(device: str, bed: str, sample: VitalsSample, epoch_s: float) 
             "bed": bed,
             "time": iso_utc(epoch_s),
             "values": _rounded(sample.values),
+        }
+    )
+
+
+def news2_payload(
+    device: str, bed: str, result: News2, sources: Mapping[str, str], epoch_s: float
+) -> bytes:
+    """A bed's NEWS2 (retained on ``news2/<bed>``): total, sub-scores, what is missing, response,
+    and for each scored input whether it came from the monitor or a manual reading."""
+    return _dumps(
+        {
+            "device": device,
+            "bed": bed,
+            "time": iso_utc(epoch_s),
+            "total": result.total,
+            "subscores": dict(result.subscores),
+            "scale": result.scale,
+            "complete": result.complete,
+            "missing": list(result.missing),
+            "red": list(result.red),
+            "response": result.response.value,
+            "action": result.response.action,
+            "sources": dict(sources),
         }
     )
 

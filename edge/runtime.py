@@ -24,14 +24,28 @@ from typing import Any, Final, Protocol
 
 from edge.alarms import AlarmManager, alarm_timing
 from edge.bedstate import BedState, VitalsSample
-from edge.commands import Acknowledge, Command, CommandError, parse_command, result_payload
+from edge.commands import (
+    Acknowledge,
+    Command,
+    CommandError,
+    ManualReading,
+    parse_command,
+    result_payload,
+)
 from edge.config import EdgeConfig
 from edge.detect import Detector, FixedLimitsDetector, default_detectors
 from edge.events import AlertEvent, Detection
 from edge.learned import load_learned
 from edge.mqtt import MqttPublisher
+from edge.news2 import News2, news2, news2_inputs
 from edge.outbox import Outbox
-from edge.payloads import alert_payload, iso_utc, status_payload, vitals_payload
+from edge.payloads import (
+    alert_payload,
+    iso_utc,
+    news2_payload,
+    status_payload,
+    vitals_payload,
+)
 from firmware_bridge.codec import DecoderStats
 from firmware_bridge.frames import Frame, StatusFrame, VitalsFrame
 
@@ -119,12 +133,13 @@ class EdgeCore:
         self.detectors: list[Detector] = list(
             detectors
             if detectors is not None
-            else default_detectors(config.limits, config.technical, config.alarms)
+            else default_detectors(config.limits, config.technical, config.alarms, config.news2)
         )
         self.alarms = alarms or AlarmManager(
             alarm_timing(config.alarms)
         )
         self.detector_errors = 0
+        self._news2_now: set[str] = set()
         self._dirty: set[str] = set()
         self._last_eval: dict[str, float] = {}
         self._vitals_pending: set[str] = set()
@@ -197,6 +212,14 @@ class EdgeCore:
                     f"{cmd.bed}"
                 )
             return events, f"acknowledged {len(events)} alert(s) of bed {cmd.bed}"
+        if isinstance(cmd, ManualReading):
+            manual = self.beds[cmd.bed].manual
+            for name, value in cmd.values.items():
+                manual[name] = (value, now)
+            self._news2_now.add(cmd.bed)  # a new observation set is scored at once
+            shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                              for k, v in cmd.values.items())
+            return [], f"recorded for bed {cmd.bed}: {shown}"
         try:
             events = self.alarms.silence(cmd.bed, cmd.seconds, now)
         except ValueError as exc:
@@ -204,6 +227,37 @@ class EdgeCore:
         return events, (
             f"audio paused for {cmd.seconds:g} s: {len(events)} alert(s) of bed {cmd.bed}"
         )
+
+    def news2_due(self, now: float) -> list[tuple[str, News2, dict[str, str]]]:
+        """Score NEWS2 for each bed whose last score is ``news2.interval_s`` old, or that got a
+        manual reading since (edge/news2.py).
+
+        Returns (bed, score, source of each input) for the beds scored now; the score is kept
+        on the bed for `edge.detect.News2Detector`. A bed with nothing to score is skipped.
+        """
+        cfg = self.config.news2
+        out: list[tuple[str, News2, dict[str, str]]] = []
+        for bed_cfg in self.config.beds:
+            bed = self.beds[bed_cfg.id]
+            due = bed.news2 is None or now - bed.news2[1] >= cfg.interval_s
+            if not (due or bed_cfg.id in self._news2_now):
+                continue
+            self._news2_now.discard(bed_cfg.id)
+            inputs, sources = news2_inputs(
+                bed.vitals.latest_valid(), bed.manual, now,
+                vitals_max_age_s=cfg.vitals_max_age_s, manual_max_age_s=cfg.manual_max_age_s,
+            )
+            if not sources:
+                continue
+            try:
+                result = news2(inputs, scale=bed_cfg.spo2_scale)
+            except ValueError:
+                self.detector_errors += 1
+                _log.exception("NEWS2 of bed %s could not be scored", bed_cfg.id)
+                continue
+            bed.news2 = (result, now)
+            out.append((bed_cfg.id, result, sources))
+        return out
 
     def vitals_due(self, now: float) -> list[tuple[str, VitalsSample]]:
         """Beds with a new vitals sample whose last publication is ``vitals_interval_s`` old."""
@@ -348,6 +402,13 @@ class Runtime:
                 self._drain(_TICK_S)
                 self._run_commands()
                 now = self.clock.monotonic()
+                for bed, result, sources in self.core.news2_due(now):
+                    _log.info("bed %s NEWS2 %d (%s)", bed, result.total, result.response.value)
+                    self.publisher.publish_retained(
+                        self.config.topic(f"news2/{bed}"),
+                        news2_payload(self.config.device.id, bed, result, sources,
+                                      self.clock.time()),
+                    )
                 for event in self.core.evaluate(now):
                     self._emit(event)
                 for bed, sample in self.core.vitals_due(now):

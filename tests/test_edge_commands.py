@@ -16,7 +16,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from test_edge_mqtt import FakeReader
 
 from edge.cli import main
-from edge.commands import Acknowledge, CommandError, Silence, parse_command
+from edge.commands import Acknowledge, CommandError, ManualReading, Silence, parse_command
 from edge.config import parse_config
 from edge.runtime import Runtime
 from firmware_bridge.frames import Frame, VitalsFrame
@@ -28,6 +28,10 @@ from firmware_bridge.frames import Frame, VitalsFrame
         ("ack", b'{"bed": "bed1"}', Acknowledge("bed1")),
         ("ack", b'{"bed": "bed1", "id": "a1", "request_id": "r"}', Acknowledge("bed1", "a1", "r")),
         ("silence", b'{"bed": "b", "seconds": 60}', Silence("b", 60.0)),
+        ("reading", b'{"bed": "b", "consciousness": "v", "on_oxygen": false, "sbp_mmhg": 95}',
+         ManualReading("b", {"sbp_mmhg": 95.0, "consciousness": "V", "on_oxygen": False})),
+        ("reading", b'{"bed": "b", "glucose": 180.16, "glucose_unit": "mg/dL"}',
+         ManualReading("b", {"glucose_mmol_l": 10.0})),
     ],
 )
 def test_parse_good_commands(name: str, payload: bytes, expected: object) -> None:
@@ -47,6 +51,15 @@ def test_parse_good_commands(name: str, payload: bytes, expected: object) -> Non
         ("silence", b'{"bed": "b", "seconds": true}', "seconds: expected a number"),
         ("ack", b'{"bed": "' + b"x" * 65 + b'"}', "bed: expected a string of 1-64"),
         ("ack", b" " * 5000, "at most 4096"),
+        ("reading", b'{"bed": "b"}', "no reading given"),
+        ("reading", b'{"bed": "b", "spo2_pct": 101}', "spo2_pct: 101 % is outside the plausible"),
+        ("reading", b'{"bed": "b", "temp_c": 101.3}', "a temperature in °F"),
+        ("reading", b'{"bed": "b", "sbp_mmhg": "120"}', "sbp_mmhg: expected a number"),
+        ("reading", b'{"bed": "b", "sbp_mmhg": 90, "dbp_mmhg": 95}', "must be below sbp_mmhg"),
+        ("reading", b'{"bed": "b", "consciousness": "drowsy"}', "one of A, C, V, P, U"),
+        ("reading", b'{"bed": "b", "on_oxygen": "yes"}', "on_oxygen: expected true or false"),
+        ("reading", b'{"bed": "b", "glucose": 12, "glucose_unit": "mg/L"}', "glucose_unit"),
+        ("reading", b'{"bed": "b", "glucose": 180}', "a value in mg/dL"),
     ],
 )
 def test_bad_commands_name_the_problem(name: str, payload: bytes, message: str) -> None:
@@ -168,3 +181,34 @@ def test_cli_without_an_answer_exits_3(
                  "--bed", "bed1", "--timeout", "0.5"])
     assert code == 3
     assert "did not answer ack" in capsys.readouterr().err
+
+
+def test_manual_reading_through_the_cli_rescores_news2_at_once(
+    mosquitto: MosquittoBroker, device_id: str, running: tuple[Runtime, FakeReader],
+    mqtt_collector: Callable[..., MqttCollector], capsys: pytest.CaptureFixture[str],
+) -> None:
+    _, reader = running
+    sub = mqtt_collector(mosquitto, [f"vigil/{device_id}/#"])
+    sub.wait_for(lambda m: m.topic.endswith("/status"))
+    reader.on_frame(VitalsFrame(hr_bpm=72.0, spo2_pct=97.0, rr_per_min=16.0, sbp_mmhg=125.0,
+                                temp_c=36.8))
+    first = sub.wait_for(lambda m: m.topic.endswith("/news2/bed1")).data
+    assert (first["total"], first["complete"]) == (0, False)
+    assert set(first["missing"]) == {"consciousness", "on_oxygen"}
+    assert _cli(mosquitto, device_id, "reading", "--bed", "bed1", "--consciousness", "C",
+                "--oxygen", "yes", "--glucose", "7.5") == 0
+    assert "OK reading" in capsys.readouterr().out
+    scored = sub.wait_for(lambda m: m.topic.endswith("/news2/bed1")
+                          and m.data["total"] == 5).data
+    assert scored["complete"] is True
+    assert scored["response"] == "medium"
+    assert scored["sources"]["consciousness"] == "manual"
+    assert scored["sources"]["hr_bpm"] == "monitor"
+    late = mqtt_collector(mosquitto, [f"vigil/{device_id}/news2/+"])  # a dashboard starting now
+    kept = late.wait_for(lambda m: m.topic.endswith("/news2/bed1"))
+    assert (kept.retain, kept.data["total"]) == (True, 5)
+    alert = sub.wait_for(lambda m: m.topic.endswith("/alert") and m.data["kind"] == "news2").data
+    assert alert["priority"] == "medium"
+    assert alert["values"]["news2.total"] == 5.0
+    assert _cli(mosquitto, device_id, "reading", "--bed", "bed1", "--spo2", "120") == 2
+    assert "spo2_pct: 120 % is outside the plausible range" in capsys.readouterr().err

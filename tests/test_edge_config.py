@@ -38,7 +38,7 @@ def test_packaged_default_is_valid_and_matches_code_defaults() -> None:
     from_code = parse_config(MINIMAL)
     assert from_file.beds[0].serial == "/dev/ttyACM0"
     # Everything but the beds comes from the code defaults: the file documents them faithfully.
-    for section in ("device", "mqtt", "alarms", "limits", "technical", "buffers"):
+    for section in ("device", "mqtt", "alarms", "limits", "technical", "buffers", "news2"):
         assert getattr(from_file, section) == getattr(from_code, section), section
     assert from_file.mqtt.client_id == "vigil-edge-vigil-edge-1"
     assert from_file.topic("alert") == "vigil/vigil-edge-1/alert"

@@ -394,7 +394,7 @@ def test_a_verified_bundle_this_edge_cannot_run_is_refused_before_scoring(
     setup = load_learned(_config(path))
     assert setup.status["state"] == "refused"
     assert [d.model for d in setup.detectors] == [
-        "board-status/1", "fixed-limits/1", "model-loader/1",
+        "board-status/1", "fixed-limits/1", "news2/rcp-2017", "model-loader/1",
     ]
 
 
@@ -407,13 +407,17 @@ def test_model_unavailable_can_be_switched_off_but_not_the_fixed_limits(tmp_path
     setup = load_learned(config)
     assert setup.status["state"] == "refused"
     assert "no manifest.json" in setup.status["reason"]
-    assert [d.model for d in setup.detectors] == ["board-status/1", "fixed-limits/1"]
+    assert [d.model for d in setup.detectors] == [
+        "board-status/1", "fixed-limits/1", "news2/rcp-2017"
+    ]
 
 
 def test_no_bundle_configured_means_fixed_limits_only() -> None:
     setup = load_learned(_config(""))
     assert setup.status == {"state": "off"}
-    assert [d.model for d in setup.detectors] == ["board-status/1", "fixed-limits/1"]
+    assert [d.model for d in setup.detectors] == [
+        "board-status/1", "fixed-limits/1", "news2/rcp-2017"
+    ]
 
 
 def test_model_bundle_config_errors_name_the_key() -> None:

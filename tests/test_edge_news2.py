@@ -7,15 +7,20 @@ from dataclasses import replace
 
 import pytest
 
+from edge.commands import ManualReading
+from edge.config import parse_config
 from edge.events import Priority
 from edge.news2 import (
     Consciousness,
     News2Inputs,
     Response,
     news2,
+    news2_inputs,
     subscore,
 )
 from edge.plausible import ImplausibleValueError
+from edge.runtime import EdgeCore
+from firmware_bridge.frames import VitalsFrame
 
 # Written out from the chart (not from edge.news2.BANDS): value -> score, both sides of every
 # boundary.
@@ -135,3 +140,68 @@ def test_bad_scale_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown NEWS2 parameter"):
         subscore("glucose", 5.0)
 
+
+
+# ------------------------------------------------------------------ inputs, the core, the wire
+
+
+def test_inputs_take_the_newer_of_monitor_and_manual_within_their_ages() -> None:
+    monitor = {"hr_bpm": (80.0, 100.0), "spo2_pct": (95.0, 10.0), "sbp_mmhg": (120.0, 100.0)}
+    manual = {"sbp_mmhg": (105.0, 90.0), "temp_c": (38.4, 50.0), "consciousness": ("V", 60.0),
+              "on_oxygen": (True, 60.0), "rr_per_min": (22.0, 0.0)}
+    inputs, sources = news2_inputs(monitor, manual, 200.0, vitals_max_age_s=150.0,
+                                   manual_max_age_s=180.0)
+    assert inputs == News2Inputs(hr_bpm=80.0, sbp_mmhg=120.0, temp_c=38.4, on_oxygen=True,
+                                 consciousness=Consciousness.VOICE)
+    assert sources == {"hr_bpm": "monitor", "sbp_mmhg": "monitor", "temp_c": "manual",
+                       "consciousness": "manual", "on_oxygen": "manual"}
+    # spo2 190 s old (> 150 s) and rr 200 s old (> 180 s) are not used; a newer cuff wins.
+    newer = {**manual, "sbp_mmhg": (95.0, 150.0)}
+    assert news2_inputs(monitor, newer, 200.0, vitals_max_age_s=150.0,
+                        manual_max_age_s=180.0)[0].sbp_mmhg == 95.0
+
+
+def _core(**news2_cfg: float) -> EdgeCore:
+    config = parse_config({
+        "beds": [{"id": "b1", "serial": "/x"}, {"id": "b2", "serial": "/y", "spo2_scale": 2}],
+        "alarms": {"onset_s": 0.0}, "news2": news2_cfg,
+    })
+    return EdgeCore(config, now=0.0)
+
+
+def test_core_scores_every_interval_and_at_once_after_a_manual_reading() -> None:
+    core = _core(interval_s=60.0)
+    frame = VitalsFrame(hr_bpm=72.0, spo2_pct=90.0, rr_per_min=16.0, sbp_mmhg=125.0,
+                        temp_c=36.8)
+    for bed in ("b1", "b2"):
+        core.on_frame(bed, frame, 1.0)
+    first = {bed: r for bed, r, _ in core.news2_due(1.0)}
+    # SpO2 90 %: scale 1 scores 3 (a red score), scale 2 scores 0 on a bed without O2 status.
+    assert (first["b1"].subscores["spo2_pct"], first["b2"].subscores["spo2_pct"]) == (3, 0)
+    assert "consciousness" in first["b1"].missing
+    assert core.news2_due(30.0) == []
+    events = core.evaluate(30.0)
+    assert [(e.kind, e.priority, e.model) for e in events if e.bed == "b1"] == [
+        ("news2", Priority.MEDIUM, "news2/rcp-2017")
+    ]
+    assert not [e for e in events if e.bed == "b2"]  # scale 2: total 0
+    _, detail = core.command(ManualReading("b2", {"consciousness": "C", "on_oxygen": True}),
+                             31.0)
+    assert "consciousness=C" in detail
+    (rescored,) = core.news2_due(31.0)  # b2 at once; b1 waits for its interval
+    assert rescored[0] == "b2"
+    assert rescored[1].total == 5  # confusion 3 + oxygen 2
+    assert rescored[2]["consciousness"] == "manual"
+    assert {bed for bed, _, _ in core.news2_due(61.0)} == {"b1"}
+
+
+def test_a_bed_with_nothing_to_score_is_skipped_and_a_stale_score_raises_nothing() -> None:
+    core = _core(interval_s=10.0, vitals_max_age_s=10.0)
+    assert core.news2_due(5.0) == []
+    core.on_frame("b1", VitalsFrame(rr_per_min=30.0), 5.0)
+    assert [bed for bed, _, _ in core.news2_due(5.0)] == ["b1"]
+    assert [e.kind for e in core.evaluate(5.0)] == ["rr_high", "news2"]
+    # No data after that: nothing to score at 20 s, and the 5 s score is too old at 26 s.
+    assert core.news2_due(20.0) == []
+    assert core.beds["b1"].news2 is not None
+    assert not [e for e in core.evaluate(26.0) if e.kind == "news2" and e.event.value == "new"]
