@@ -512,6 +512,7 @@ class Runtime:
                 **alerts,
                 "frames_dropped": self.frames_dropped,
                 "detector_errors": self.core.detector_errors,
+                "commands_retained_ignored": self.publisher.commands_retained_ignored,
             },
             model=self.model_status,
         )

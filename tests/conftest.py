@@ -21,6 +21,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from tests import contract
 from tests.mosquitto import MosquittoBroker, find_mosquitto
 
 
@@ -56,6 +57,7 @@ class Received:
     topic: str
     data: Any
     retain: bool
+    payload: bytes = b""
 
 
 class MqttCollector:
@@ -97,7 +99,7 @@ class MqttCollector:
         except ValueError:
             data = None
         with self._cond:
-            self.messages.append(Received(msg.topic, data, bool(msg.retain)))
+            self.messages.append(Received(msg.topic, data, bool(msg.retain), bytes(msg.payload)))
             self._cond.notify_all()
 
     def wait_connected(self, timeout_s: float = 10.0, count: int = 1) -> None:
@@ -157,5 +159,12 @@ def mqtt_collector() -> Iterator[Callable[..., MqttCollector]]:
         return c
 
     yield make
+    broken: list[str] = []
     for c in made:
         c.close()
+        for m in c.snapshot():
+            if m.topic.startswith(f"{contract.PREFIX}/"):
+                broken += contract.errors(m.topic, m.payload)
+    assert not broken, "messages outside the MQTT contract (docs/mqtt.md):\n" + "\n".join(
+        broken[:20]
+    )

@@ -24,7 +24,12 @@ from tests.conftest import MosquittoBroker, MqttCollector
 
 
 class Pumped:
-    """A publisher with a thread calling pump() like the runtime loop does."""
+    """A publisher with a thread calling pump() like the runtime loop does.
+
+    It publishes hand-made payloads (``{"id", "seq", "n"}``) to test the adapter, under the
+    topic prefix ``harness``: the collectors check every ``vigil/...`` message against the MQTT
+    contract, and these are not the edge's messages.
+    """
 
     def __init__(self, broker: MosquittoBroker, device: str) -> None:
         config = parse_config(
@@ -37,6 +42,7 @@ class Pumped:
                     "reconnect_min_s": 1,
                     "reconnect_max_s": 1,
                     "queue_max": 50,
+                    "topic_prefix": "harness",
                 },
                 "beds": [{"id": "bed1", "serial": "/dev/null"}],
             }
@@ -96,7 +102,7 @@ def test_alerts_survive_broker_restart_in_order(
     pumped: Pumped,
     mqtt_collector: Callable[..., MqttCollector],
 ) -> None:
-    sub = mqtt_collector(mosquitto, [f"vigil/{device_id}/#"], client_id=f"sub-{device_id}")
+    sub = mqtt_collector(mosquitto, [f"harness/{device_id}/#"], client_id=f"sub-{device_id}")
     sub.wait_for(lambda m: m.topic.endswith("/status") and m.data == {"state": "online"})
     for n in range(3):
         pumped.alert(n)
@@ -124,11 +130,11 @@ def test_clean_stop_publishes_offline(
 ) -> None:
     p = Pumped(mosquitto, device_id)
     p.start()
-    sub = mqtt_collector(mosquitto, [f"vigil/{device_id}/status"])
+    sub = mqtt_collector(mosquitto, [f"harness/{device_id}/status"])
     sub.wait_for(lambda m: m.data == {"state": "online"})
     p.stop()
     sub.wait_for(lambda m: m.data == {"state": "offline"})
-    late = mqtt_collector(mosquitto, [f"vigil/{device_id}/status"])
+    late = mqtt_collector(mosquitto, [f"harness/{device_id}/status"])
     got = late.wait_for(lambda m: True)
     assert got.retain
     assert got.data == {"state": "offline"}
@@ -141,7 +147,7 @@ def test_unacknowledged_alerts_are_resent_in_order_after_broker_crash(
     mqtt_collector: Callable[..., MqttCollector],
 ) -> None:
     """Alerts already handed to paho when the broker froze are re-sent before newer ones."""
-    sub = mqtt_collector(mosquitto, [f"vigil/{device_id}/alert"], client_id=f"sub-{device_id}")
+    sub = mqtt_collector(mosquitto, [f"harness/{device_id}/alert"], client_id=f"sub-{device_id}")
     pumped.alert(0)
     sub.wait_for(lambda m: m.data.get("n") == 0)
     mosquitto.stop()  # a clean stop saves the subscriber's session to disk
