@@ -60,7 +60,7 @@ from dataclasses import dataclass, field
 from edge.config import AlarmConfig
 from edge.events import AlertEvent, Detection, EventType, Priority
 
-__all__ = ["AlarmManager", "AlarmTiming", "KindTiming", "alarm_timing"]
+__all__ = ["ActiveAlert", "AlarmManager", "AlarmTiming", "KindTiming", "alarm_timing"]
 
 _log = logging.getLogger(__name__)
 
@@ -115,6 +115,21 @@ def alarm_timing(config: AlarmConfig) -> AlarmTiming:
     )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActiveAlert:
+    """One announced alert as it stands (`AlarmManager.announced`); times are edge seconds."""
+
+    id: str
+    kind: str
+    priority: Priority
+    technical: bool
+    acknowledged: bool
+    latched: bool
+    silenced_until_s: float | None
+    started_s: float
+    message: str
+
+
 @dataclass(slots=True)
 class _Track:
     """State of one condition of one bed."""
@@ -159,6 +174,19 @@ class AlarmManager:
             for (b, kind), t in self._tracks.items()
             if t.announced is not None and (bed is None or b == bed)
         ]
+
+    def announced(self, bed: str) -> list[ActiveAlert]:
+        """The bed's announced alerts (the current state a subscriber would rebuild), most
+        urgent first, then oldest first."""
+        out = [
+            ActiveAlert(id=t.alert_id, kind=kind, priority=t.announced, technical=t.last.technical,
+                        acknowledged=t.acknowledged, latched=t.latched,
+                        silenced_until_s=t.silenced_until_s, started_s=t.first_seen_s,
+                        message=t.last.message)
+            for (b, kind), t in self._tracks.items()
+            if b == bed and t.alert_id is not None and t.announced is not None
+        ]
+        return sorted(out, key=lambda a: (-a.priority, a.started_s))
 
     def update(self, bed: str, detections: Iterable[Detection], now: float) -> list[AlertEvent]:
         """Feed every detection present for ``bed`` at time ``now`` (s); returns events to publish.

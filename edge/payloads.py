@@ -9,10 +9,11 @@ Times are ISO-8601 UTC with milliseconds and a ``Z`` suffix. Keys carry units
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from edge.alarms import ActiveAlert
 from edge.bedstate import VitalsSample
 from edge.events import AlertEvent
 from edge.news2 import News2
@@ -22,6 +23,7 @@ __all__ = [
     "alert_payload",
     "iso_utc",
     "news2_payload",
+    "state_payload",
     "status_payload",
     "vitals_payload",
 ]
@@ -82,6 +84,46 @@ def news2_payload(
             "response": result.response.value,
             "action": result.response.action,
             "sources": dict(sources),
+        }
+    )
+
+
+def state_payload(
+    device: str,
+    bed: str,
+    epoch_s: float,
+    *,
+    alerts: Sequence[ActiveAlert],
+    to_epoch: Callable[[float], float],
+    sample: VitalsSample | None,
+    news2: News2 | None,
+) -> bytes:
+    """A bed's current state (retained on ``state/<bed>``): its announced alerts, the most
+    urgent physiological priority among them, its latest vitals and NEWS2. ``to_epoch`` turns
+    edge seconds into epoch seconds."""
+    physiological = [a.priority for a in alerts if not a.technical]
+    return _dumps(
+        {
+            "device": device,
+            "bed": bed,
+            "time": iso_utc(epoch_s),
+            "highest": max(physiological).label if physiological else None,
+            "technical": any(a.technical for a in alerts),
+            "alerts": [
+                {
+                    "id": a.id, "kind": a.kind, "priority": a.priority.label,
+                    "technical": a.technical, "acknowledged": a.acknowledged,
+                    "latched": a.latched, "message": a.message,
+                    "started": iso_utc(to_epoch(a.started_s)),
+                    "silenced_until": (None if a.silenced_until_s is None
+                                       else iso_utc(to_epoch(a.silenced_until_s))),
+                }
+                for a in alerts
+            ],
+            "vitals": _rounded(sample.values) if sample is not None else None,
+            "news2": (None if news2 is None else
+                      {"total": news2.total, "response": news2.response.value,
+                       "complete": news2.complete}),
         }
     )
 

@@ -43,6 +43,7 @@ from edge.payloads import (
     alert_payload,
     iso_utc,
     news2_payload,
+    state_payload,
     status_payload,
     vitals_payload,
 )
@@ -402,6 +403,7 @@ class Runtime:
                 self._drain(_TICK_S)
                 self._run_commands()
                 now = self.clock.monotonic()
+                changed: set[str] = set()
                 for bed, result, sources in self.core.news2_due(now):
                     _log.info("bed %s NEWS2 %d (%s)", bed, result.total, result.response.value)
                     self.publisher.publish_retained(
@@ -409,8 +411,10 @@ class Runtime:
                         news2_payload(self.config.device.id, bed, result, sources,
                                       self.clock.time()),
                     )
+                    changed.add(bed)
                 for event in self.core.evaluate(now):
                     self._emit(event)
+                    changed.add(event.bed)
                 for bed, sample in self.core.vitals_due(now):
                     self.publisher.publish_volatile(
                         self.config.topic("vitals"),
@@ -418,6 +422,9 @@ class Runtime:
                             self.config.device.id, bed, sample, self._epoch(sample.time_s)
                         ),
                     )
+                    changed.add(bed)
+                for bed in sorted(changed):
+                    self._publish_state(bed)
                 status_due = now - last_status >= self.config.mqtt.status_interval_s
                 if self.publisher.take_status_request() or status_due:
                     self.publisher.publish_status(self.status())
@@ -443,6 +450,20 @@ class Runtime:
             except queue.Empty:
                 return
 
+    def _publish_state(self, bed: str) -> None:
+        """The bed's retained current state (``state/<bed>``): after its alerts, vitals or
+        NEWS2 changed, so a subscriber that joins late sees what is going on at once."""
+        state = self.core.beds[bed]
+        self.publisher.publish_retained(
+            self.config.topic(f"state/{bed}"),
+            state_payload(
+                self.config.device.id, bed, self.clock.time(),
+                alerts=self.core.alarms.announced(bed), to_epoch=self._epoch,
+                sample=state.vitals.latest(),
+                news2=state.news2[0] if state.news2 is not None else None,
+            ),
+        )
+
     def _run_commands(self) -> None:
         """Apply every queued command (edge/commands.py) and publish each one's result."""
         while True:
@@ -464,6 +485,8 @@ class Runtime:
                 _log.info("command %s: %s", name, detail)
             for event in events:
                 self._emit(event)
+            if events:
+                self._publish_state(events[0].bed)
             self.publisher.publish_result(name, result_payload(
                 name, request_id, ok=ok, detail=detail, events=len(events),
                 time=iso_utc(self.clock.time()),

@@ -23,6 +23,7 @@ TOPICS: dict[str, str] = {
     "alert": "alert",
     "status": "status",
     "news2/*": "news2",
+    "state/*": "state",
     "cmd/ack": "cmd-ack",
     "cmd/silence": "cmd-silence",
     "cmd/reading": "cmd-reading",

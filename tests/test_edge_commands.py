@@ -132,6 +132,14 @@ def test_acknowledge_and_silence_through_mqtt_and_the_cli(
         acked = sub.wait_for(lambda m: m.topic.endswith("/alert")
                              and m.data["reason"] == "acknowledged").data
         assert (acked["id"], acked["acknowledged"], acked["event"]) == (new["id"], True, "update")
+        state = sub.wait_for(lambda m: m.topic.endswith("/state/bed1") and any(
+            a["id"] == new["id"] and a["acknowledged"] for a in m.data["alerts"])).data
+        assert state["highest"] == "high"
+        assert state["vitals"]["hr_bpm"] == 190.0
+        late = mqtt_collector(mosquitto, [f"vigil/{device_id}/state/+"])  # joins afterwards
+        kept = late.wait_for(lambda m: m.topic.endswith("/state/bed1"))
+        assert kept.retain
+        assert new["id"] in [a["id"] for a in kept.data["alerts"]]
         # Refusals name the problem and exit 1; nothing is published for them.
         assert _cli(mosquitto, device_id, "ack", "--bed", "bed1", "--id", new["id"]) == 1
         assert "is not an announced, unacknowledged alert" in capsys.readouterr().err

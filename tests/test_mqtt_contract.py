@@ -13,11 +13,18 @@ from dataclasses import replace
 import pytest
 from jsonschema import Draft202012Validator
 
+from edge.alarms import ActiveAlert
 from edge.bedstate import VitalsSample
 from edge.commands import result_payload
 from edge.events import AlertEvent, EventType, Priority
 from edge.news2 import Consciousness, News2Inputs, news2
-from edge.payloads import OFFLINE_PAYLOAD, alert_payload, news2_payload, vitals_payload
+from edge.payloads import (
+    OFFLINE_PAYLOAD,
+    alert_payload,
+    news2_payload,
+    state_payload,
+    vitals_payload,
+)
 from tests import contract
 
 DOC = contract.SCHEMA_DIR.parent / "mqtt.md"
@@ -62,6 +69,14 @@ def test_the_payload_builders_keep_the_contract() -> None:
                                            events=0, time="2026-11-24T20:43:05.120Z")),
         (f"{t}/cmd/reading", b'{"bed": "bed1", "consciousness": "C", "glucose": 7.5}'),
         (f"{t}/cmd/silence", b""),  # clearing a retained command
+        (f"{t}/state/bed1", state_payload(
+            "dev", "bed1", 1.7e9, alerts=[ActiveAlert(
+                id=ALERT.id, kind="spo2_low", priority=Priority.HIGH, technical=False,
+                acknowledged=True, latched=False, silenced_until_s=12.0, started_s=5.0,
+                message="SpO2 84 %")],
+            to_epoch=lambda s: 1.7e9 + s, sample=sample, news2=result)),
+        (f"{t}/state/bed1", state_payload("dev", "bed1", 1.7e9, alerts=[], to_epoch=float,
+                                          sample=None, news2=None)),
     ]:
         assert contract.errors(topic, payload) == [], topic
 
