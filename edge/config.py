@@ -50,6 +50,7 @@ __all__ = [
     "ConfigError",
     "DeviceConfig",
     "EdgeConfig",
+    "HomeAssistantConfig",
     "LimitRule",
     "LimitSpec",
     "LimitsConfig",
@@ -273,6 +274,14 @@ class News2Config:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class HomeAssistantConfig:
+    """Home Assistant MQTT discovery (edge/homeassistant.py): off unless enabled."""
+
+    enabled: bool = False
+    discovery_prefix: str = "homeassistant"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AlarmConfig:
     """Timing of the alarm manager and of data freshness, in seconds, and its policy.
 
@@ -336,6 +345,7 @@ class EdgeConfig:
     buffers: BufferConfig
     model: ModelConfig = ModelConfig(bundle="")
     news2: News2Config = News2Config()
+    homeassistant: HomeAssistantConfig = HomeAssistantConfig()
 
     def topic(self, leaf: str) -> str:
         """``<topic_prefix>/<device id>/<leaf>``, e.g. ``vigil/icu-pi-3/alert``."""
@@ -489,6 +499,7 @@ _DELAY_RANGE_S: Final = (0.0, 120.0)
 
 _SECTIONS: Final = (
     "device", "mqtt", "beds", "alarms", "limits", "technical", "buffers", "model", "news2",
+    "homeassistant",
 )
 
 
@@ -691,6 +702,17 @@ def _parse_news2(c: _Checker, root: Mapping[str, Any]) -> News2Config:
     )
 
 
+def _parse_homeassistant(c: _Checker, root: Mapping[str, Any]) -> HomeAssistantConfig:
+    p = "homeassistant"
+    t = c.table(root, p, "")
+    c.keys(t, ["enabled", "discovery_prefix"], p)
+    return HomeAssistantConfig(
+        enabled=c.boolean(t, "enabled", p, False),
+        discovery_prefix=c.string(t, "discovery_prefix", p, "homeassistant",
+                                  pattern=_PREFIX_RE, rule="/-separated A-Z a-z 0-9 _ -"),
+    )
+
+
 def parse_config(data: Mapping[str, Any]) -> EdgeConfig:
     """Validate a parsed TOML document; raises ConfigError listing every problem found."""
     c = _Checker()
@@ -706,6 +728,7 @@ def parse_config(data: Mapping[str, Any]) -> EdgeConfig:
         buffers=_parse_buffers(c, data),
         model=_parse_model(c, data),
         news2=_parse_news2(c, data),
+        homeassistant=_parse_homeassistant(c, data),
     )
     if c.errors:
         raise ConfigError(c.errors)

@@ -35,6 +35,7 @@ from edge.commands import (
 from edge.config import EdgeConfig
 from edge.detect import Detector, FixedLimitsDetector, default_detectors
 from edge.events import AlertEvent, Detection
+from edge.homeassistant import discovery_messages
 from edge.learned import load_learned
 from edge.mqtt import MqttPublisher
 from edge.news2 import News2, news2, news2_inputs
@@ -426,7 +427,11 @@ class Runtime:
                 for bed in sorted(changed):
                     self._publish_state(bed)
                 status_due = now - last_status >= self.config.mqtt.status_interval_s
-                if self.publisher.take_status_request() or status_due:
+                reconnected = self.publisher.take_status_request()
+                if reconnected and self.config.homeassistant.enabled:
+                    for topic, payload in discovery_messages(self.config, self._version):
+                        self.publisher.publish_retained(topic, payload)
+                if reconnected or status_due:
                     self.publisher.publish_status(self.status())
                     last_status = now
                 self.publisher.pump()

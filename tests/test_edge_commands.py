@@ -7,6 +7,7 @@ import contextlib
 import json
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -68,13 +69,19 @@ def test_bad_commands_name_the_problem(name: str, payload: bytes, message: str) 
 
 
 @contextlib.contextmanager
-def _edge(mosquitto: MosquittoBroker, device_id: str) -> Iterator[tuple[Runtime, FakeReader]]:
-    """The runtime in process on one fake bed, against the real broker, until the block ends."""
+def _edge(
+    mosquitto: MosquittoBroker, device_id: str, **sections: Any
+) -> Iterator[tuple[Runtime, FakeReader]]:
+    """The runtime in process on one fake bed, against the real broker, until the block ends.
+
+    ``sections``: more configuration tables (e.g. ``homeassistant={"enabled": True}``).
+    """
     config = parse_config({
         "device": {"id": device_id},
         "mqtt": {"port": mosquitto.port, "status_interval_s": 1.0},
         "beds": [{"id": "bed1", "serial": "/dev/fake0"}],
         "alarms": {"onset_s": 0.0, "max_silence_s": 60.0},
+        **sections,
     })
     readers: list[FakeReader] = []
 
