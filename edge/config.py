@@ -238,7 +238,13 @@ class DeviceConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MqttConfig:
-    """Broker connection and publishing (times in seconds)."""
+    """Broker connection and publishing (times in seconds).
+
+    Security: ``username`` with ``password`` (or ``password_file``, first line, so the secret
+    need not sit in the configuration); TLS when ``tls_ca_file`` is set (the CA that signed the
+    broker's certificate; the broker's name or IP is checked) or ``tls`` is true (the system's
+    CAs); a client certificate with ``tls_cert_file`` + ``tls_key_file``. "" = not used.
+    """
 
     host: str
     port: int
@@ -250,6 +256,17 @@ class MqttConfig:
     reconnect_max_s: int
     vitals_interval_s: float
     status_interval_s: float
+    username: str = ""
+    password: str = field(default="", repr=False)
+    tls: bool = False
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+
+    @property
+    def uses_tls(self) -> bool:
+        """TLS is on (explicitly, or because a CA or client certificate is given)."""
+        return self.tls or bool(self.tls_ca_file or self.tls_cert_file)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -519,6 +536,8 @@ def _parse_mqtt(c: _Checker, root: Mapping[str, Any], device_id: str) -> MqttCon
         [
             "host", "port", "client_id", "keepalive_s", "topic_prefix", "queue_max",
             "reconnect_min_s", "reconnect_max_s", "vitals_interval_s", "status_interval_s",
+            "username", "password", "password_file", "tls", "tls_ca_file", "tls_cert_file",
+            "tls_key_file",
         ],
         p,
     )
@@ -549,7 +568,39 @@ def _parse_mqtt(c: _Checker, root: Mapping[str, Any], device_id: str) -> MqttCon
         reconnect_max_s=reconnect_max_s,
         vitals_interval_s=c.number(t, "vitals_interval_s", p, 1.0, (0.1, 60.0)),
         status_interval_s=c.number(t, "status_interval_s", p, 10.0, (1.0, 3600.0)),
+        **_mqtt_security(c, t, p),
     )
+
+
+def _readable(c: _Checker, t: Mapping[str, Any], key: str, p: str) -> str:
+    """A file path that must exist when given ("" = not used)."""
+    path = c.string(t, key, p, "")
+    if path and not Path(path).is_file():
+        c.error(f"{p}.{key}", f"{path!r}: no such file")
+    return path
+
+
+def _mqtt_security(c: _Checker, t: Mapping[str, Any], p: str) -> dict[str, Any]:
+    username = c.string(t, "username", p, "")
+    password = c.string(t, "password", p, "")
+    password_file = _readable(c, t, "password_file", p)
+    if password and password_file:
+        c.error(f"{p}.password_file", "give mqtt.password or mqtt.password_file, not both")
+    elif password_file and Path(password_file).is_file():
+        lines = Path(password_file).read_text(encoding="utf-8").splitlines()
+        password = lines[0] if lines else ""
+    if password and not username:
+        c.error(f"{p}.password", "a password needs mqtt.username")
+    cert = _readable(c, t, "tls_cert_file", p)
+    key = _readable(c, t, "tls_key_file", p)
+    if bool(cert) != bool(key):
+        c.error(f"{p}.tls_key_file" if cert else f"{p}.tls_cert_file",
+                "a client certificate needs both mqtt.tls_cert_file and mqtt.tls_key_file")
+    return {
+        "username": username, "password": password, "tls": c.boolean(t, "tls", p, False),
+        "tls_ca_file": _readable(c, t, "tls_ca_file", p), "tls_cert_file": cert,
+        "tls_key_file": key,
+    }
 
 
 def _parse_beds(c: _Checker, root: Mapping[str, Any]) -> tuple[BedConfig, ...]:

@@ -30,9 +30,11 @@ from __future__ import annotations
 
 import logging
 import queue
+import socket
+import ssl
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -44,13 +46,27 @@ from edge.events import Priority
 from edge.outbox import Outbox
 from edge.payloads import OFFLINE_PAYLOAD
 
-__all__ = ["MqttPublisher"]
+__all__ = ["MqttPublisher", "tls_context"]
 
 _log = logging.getLogger(__name__)
 
 _QOS_AT_LEAST_ONCE = 1
 _PAHO_MAX_INFLIGHT = 20
 """paho's in-flight limit; kept above the outbox window so paho never queues alerts itself."""
+
+
+_TLS_CHECK_TIMEOUT_S: Final = 3.0
+_AUTH_FAILURES: Final = frozenset({4, 5, 134, 135})
+"""CONNACK codes for bad credentials: MQTT 3.1.1 4 and 5, MQTT 5 0x86 and 0x87."""
+
+
+def tls_context(config: MqttConfig) -> ssl.SSLContext:
+    """Client TLS: the broker's certificate verified (by ``tls_ca_file``, else the system CAs)
+    against its host name or IP; the client certificate when configured."""
+    context = ssl.create_default_context(cafile=config.tls_ca_file or None)
+    if config.tls_cert_file:
+        context.load_cert_chain(config.tls_cert_file, config.tls_key_file)
+    return context
 
 
 class MqttPublisher:
@@ -94,6 +110,12 @@ class MqttPublisher:
         client.on_publish = self._on_publish
         client.on_connect_fail = self._on_connect_fail
         client.on_message = self._on_message
+        if config.username:
+            client.username_pw_set(config.username, config.password or None)
+        self._tls: ssl.SSLContext | None = tls_context(config) if config.uses_tls else None
+        if self._tls is not None:
+            client.tls_set_context(self._tls)
+        self.last_error: str | None = None
         self._client = client
 
     @property
@@ -107,10 +129,36 @@ class MqttPublisher:
             "connecting to MQTT broker %s:%d as %s",
             self._config.host, self._config.port, self._config.client_id,
         )
+        if self._tls is not None:
+            self._check_tls(self._tls)
         self._client.connect_async(
             self._config.host, self._config.port, keepalive=self._config.keepalive_s
         )
         self._client.loop_start()
+
+    def _fail(self, message: str) -> None:
+        self.last_error = message
+        _log.error("%s", message)
+
+    def _check_tls(self, context: ssl.SSLContext) -> None:
+        """One TLS handshake before connecting, to name a certificate problem plainly (the
+        background connect only says that it failed, and keeps retrying)."""
+        host, port = self._config.host, self._config.port
+        try:
+            with (socket.create_connection((host, port), timeout=_TLS_CHECK_TIMEOUT_S) as sock,
+                  context.wrap_socket(sock, server_hostname=host)):
+                return
+        except ssl.SSLCertVerificationError as exc:
+            self._fail(
+                f"MQTT broker {host}:{port}: its TLS certificate is not trusted "
+                f"({exc.verify_message}); check mqtt.tls_ca_file and that the certificate "
+                f"names {host}"
+            )
+        except ssl.SSLError as exc:
+            self._fail(f"MQTT broker {host}:{port}: TLS handshake failed ({exc.reason or exc}); "
+                       "is it a TLS listener, and is mqtt.tls_cert_file accepted?")
+        except OSError as exc:
+            _log.warning("MQTT broker %s:%d not reachable yet (%s); retrying", host, port, exc)
 
     def take_status_request(self) -> bool:
         """True once after each connect: the runtime should publish its status now."""
@@ -203,7 +251,10 @@ class MqttPublisher:
         properties: Any,
     ) -> None:
         if reason_code.is_failure:
-            _log.error("MQTT broker refused the connection: %s", reason_code)
+            hint = (" (check mqtt.username and mqtt.password)"
+                    if reason_code.value in _AUTH_FAILURES else "")
+            self._fail(f"MQTT broker {self._config.host}:{self._config.port} refused the "
+                       f"connection: {reason_code}{hint}")
             return
         self.connects += 1
         _log.info(

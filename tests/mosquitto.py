@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -32,7 +33,10 @@ class MosquittoBroker:
 
     host = "127.0.0.1"
 
-    def __init__(self, binary: str, workdir: Path) -> None:
+    def __init__(
+        self, binary: str, workdir: Path, *, anonymous: bool = True, options: Sequence[str] = ()
+    ) -> None:
+        """``options``: more lines for the listener (TLS files, ``password_file``)."""
         self.binary = binary
         self.workdir = workdir
         self.port = free_port()
@@ -40,7 +44,8 @@ class MosquittoBroker:
         self.conf_path = workdir / "mosquitto.conf"
         lines = [
             f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
+            *options,
+            f"allow_anonymous {'true' if anonymous else 'false'}",
             "persistence true",
             f"persistence_location {workdir}/",
             "log_dest stderr",
