@@ -51,6 +51,7 @@ __all__ = [
     "DeviceConfig",
     "EdgeConfig",
     "HomeAssistantConfig",
+    "JournalConfig",
     "LimitRule",
     "LimitSpec",
     "LimitsConfig",
@@ -291,6 +292,15 @@ class News2Config:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class JournalConfig:
+    """The on-disk alert journal (edge/journal.py): ``state_dir`` "" = off (alerts are then
+    kept in memory only, and a restart loses the undelivered ones)."""
+
+    state_dir: str = ""
+    max_age_s: float = 86_400.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HomeAssistantConfig:
     """Home Assistant MQTT discovery (edge/homeassistant.py): off unless enabled."""
 
@@ -363,6 +373,7 @@ class EdgeConfig:
     model: ModelConfig = ModelConfig(bundle="")
     news2: News2Config = News2Config()
     homeassistant: HomeAssistantConfig = HomeAssistantConfig()
+    journal: JournalConfig = JournalConfig()
 
     def topic(self, leaf: str) -> str:
         """``<topic_prefix>/<device id>/<leaf>``, e.g. ``vigil/icu-pi-3/alert``."""
@@ -516,7 +527,7 @@ _DELAY_RANGE_S: Final = (0.0, 120.0)
 
 _SECTIONS: Final = (
     "device", "mqtt", "beds", "alarms", "limits", "technical", "buffers", "model", "news2",
-    "homeassistant",
+    "homeassistant", "journal",
 )
 
 
@@ -764,6 +775,16 @@ def _parse_homeassistant(c: _Checker, root: Mapping[str, Any]) -> HomeAssistantC
     )
 
 
+def _parse_journal(c: _Checker, root: Mapping[str, Any]) -> JournalConfig:
+    p = "journal"
+    t = c.table(root, p, "")
+    c.keys(t, ["state_dir", "max_age_s"], p)
+    return JournalConfig(
+        state_dir=c.string(t, "state_dir", p, ""),
+        max_age_s=c.number(t, "max_age_s", p, 86_400.0, (60.0, 604_800.0)),
+    )
+
+
 def parse_config(data: Mapping[str, Any]) -> EdgeConfig:
     """Validate a parsed TOML document; raises ConfigError listing every problem found."""
     c = _Checker()
@@ -780,6 +801,7 @@ def parse_config(data: Mapping[str, Any]) -> EdgeConfig:
         model=_parse_model(c, data),
         news2=_parse_news2(c, data),
         homeassistant=_parse_homeassistant(c, data),
+        journal=_parse_journal(c, data),
     )
     if c.errors:
         raise ConfigError(c.errors)

@@ -15,6 +15,9 @@ Rules:
    among equals the newest information is kept. Every drop is counted per priority.
 3. **Acknowledgement.** ``ack(mid)`` removes the message the client published under ``mid``;
    unknown ids (status messages, duplicates) are ignored.
+4. **Journal.** With a `edge.journal.Journal`, every pushed message is written to disk before
+   `push` returns, and deleted when acknowledged or dropped; `restore` queues what an earlier
+   run left, in its order, ahead of anything new.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from edge.events import Priority
+from edge.journal import Journal
 
 __all__ = ["Outbox", "OutboxItem"]
 
@@ -41,14 +45,18 @@ class OutboxItem:
     payload: bytes
     label: str
     mid: int | None = None
+    journal_id: int | None = None
 
 
 class Outbox:
     """See the module rules. Not thread-safe: one thread (the runtime loop) owns it."""
 
-    def __init__(self, capacity: int, *, window: int = 10) -> None:
+    def __init__(
+        self, capacity: int, *, window: int = 10, journal: Journal | None = None
+    ) -> None:
         if capacity < 1 or window < 1:
             raise ValueError("capacity and window must be >= 1")
+        self.journal = journal
         self.capacity = capacity
         self.window = window
         self._items: OrderedDict[int, OutboxItem] = OrderedDict()
@@ -74,6 +82,29 @@ class Outbox:
     def push(self, priority: Priority, topic: str, payload: bytes, label: str) -> OutboxItem | None:
         """Queue a message; returns the message dropped to make room, if any (maybe this one)."""
         item = OutboxItem(next(self._order), priority, topic, payload, label)
+        if self.journal is not None:
+            item.journal_id = self.journal.add(priority, topic, payload, label)
+        return self._queue(item)
+
+    def restore(self) -> int:
+        """Queue the journal's messages from an earlier run (rule 4); how many."""
+        if self.journal is None:
+            return 0
+        entries = self.journal.pending()
+        for e in entries:
+            item = OutboxItem(next(self._order), e.priority, e.topic, e.payload, e.label)
+            item.journal_id = e.id
+            self._queue(item)
+        if entries:
+            _log.info("alert journal: %d message(s) from before the restart queued first",
+                      len(entries))
+        return len(entries)
+
+    def _forget(self, item: OutboxItem) -> None:
+        if self.journal is not None and item.journal_id is not None:
+            self.journal.remove(item.journal_id)
+
+    def _queue(self, item: OutboxItem) -> OutboxItem | None:
         self.pushed += 1
         victim: OutboxItem | None = None
         if len(self._items) >= self.capacity:
@@ -84,6 +115,7 @@ class Outbox:
                 "alert queue full (%d): dropped %s %s (%d dropped so far)",
                 self.capacity, victim.priority.label, victim.label, self.dropped_total,
             )
+            self._forget(victim)
             if victim is item:
                 return victim
             del self._items[victim.order]
@@ -110,7 +142,10 @@ class Outbox:
         if order is None:
             return None
         self.acked += 1
-        return self._items.pop(order, None)
+        item = self._items.pop(order, None)
+        if item is not None:
+            self._forget(item)
+        return item
 
     def waiting_labels(self) -> list[str]:
         """Labels of all held messages in order (for logs and tests)."""

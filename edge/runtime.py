@@ -36,6 +36,7 @@ from edge.config import EdgeConfig
 from edge.detect import Detector, FixedLimitsDetector, default_detectors
 from edge.events import AlertEvent, Detection
 from edge.homeassistant import discovery_messages
+from edge.journal import Journal
 from edge.learned import load_learned
 from edge.mqtt import MqttPublisher
 from edge.news2 import News2, news2, news2_inputs
@@ -337,7 +338,12 @@ class Runtime:
             detectors, self.model_status = setup.detectors, dict(setup.status)
             gate = setup.gate
         self.core = EdgeCore(config, now=self.clock.monotonic(), detectors=detectors, gate=gate)
-        self.outbox = Outbox(config.mqtt.queue_max)
+        self.journal = (
+            Journal(config.journal.state_dir, max_age_s=config.journal.max_age_s)
+            if config.journal.state_dir else None
+        )
+        self.outbox = Outbox(config.mqtt.queue_max, journal=self.journal)
+        self.outbox.restore()
         # Commands arrive on the MQTT network thread and are applied on the runtime thread; an
         # unbounded queue: a command is never dropped (a frame may be, see _INBOX_MAX).
         self._commands: queue.SimpleQueue[tuple[str, bytes]] = queue.SimpleQueue()
@@ -501,14 +507,15 @@ class Runtime:
         return self.clock.time() - (self.clock.monotonic() - mono_s)
 
     def _emit(self, event: AlertEvent) -> None:
+        """Queue (and journal) the event, then log it: a logged alert is already on disk."""
         label = f"{event.event.value} {event.kind} bed={event.bed} id={event.id} seq={event.seq}"
-        _log.info(
-            "alert %s priority=%s: %s", label, event.priority.label, event.message
-        )
         payload = alert_payload(
             self.config.device.id, event, self._epoch(event.time_s), self._epoch(event.started_s)
         )
         self.publisher.queue_alert(event.priority, payload, label)
+        _log.info(
+            "alert %s priority=%s: %s", label, event.priority.label, event.message
+        )
 
     def status(self) -> bytes:
         """Current retained status payload (state online, link and queue counters)."""
@@ -541,6 +548,7 @@ class Runtime:
                 "frames_dropped": self.frames_dropped,
                 "detector_errors": self.core.detector_errors,
                 "commands_retained_ignored": self.publisher.commands_retained_ignored,
+                "journal_expired": self.journal.expired if self.journal is not None else 0,
             },
             model=self.model_status,
         )
@@ -554,4 +562,6 @@ class Runtime:
             self.publisher.pump()
             time.sleep(0.02)
         self.publisher.stop()
+        if self.journal is not None:
+            self.journal.close()
         _log.info("stopped")

@@ -46,6 +46,8 @@ def test_packaged_default_is_valid_and_matches_code_defaults() -> None:
     # without [model] (every test's) runs fixed limits only.
     assert from_file.model.bundle == "default"
     assert from_code.model.bundle == ""
+    assert from_file.journal.state_dir == "~/.local/state/vigil"  # the packaged file keeps one
+    assert from_code.journal.state_dir == ""  # tests' configs: memory only, no shared file
     assert from_file.model.artefact_hold_s == from_code.model.artefact_hold_s
 
 

@@ -144,7 +144,8 @@ class EdgeProcess:
 
 
 def _write_config(
-    path: Path, broker: MosquittoBroker, device: str, serial: str, **alarms: float
+    path: Path, broker: MosquittoBroker, device: str, serial: str, state_dir: str = "",
+    **alarms: float,
 ) -> Path:
     timing = {
         "onset_s": 0.5,
@@ -172,6 +173,9 @@ status_interval_s = 1.0
 id = "bed1"
 serial = "{serial}"
 
+[journal]
+state_dir = "{state_dir}"
+
 [alarms]
 """
         + "\n".join(f"{k} = {v}" for k, v in timing.items())
@@ -190,12 +194,12 @@ class Rig:
     _collector: Callable[..., MqttCollector]
     edges: list[EdgeProcess] = field(default_factory=list)
 
-    def config(self, serial: str, **alarms: float) -> Path:
+    def config(self, serial: str, state_dir: str = "", **alarms: float) -> Path:
         path = self.tmp_path / "edge.toml"
-        return _write_config(path, self.broker, self.device, serial, **alarms)
+        return _write_config(path, self.broker, self.device, serial, state_dir, **alarms)
 
-    def edge(self, serial: str, **alarms: float) -> EdgeProcess:
-        proc = EdgeProcess(self.config(serial, **alarms))
+    def edge(self, serial: str, state_dir: str = "", **alarms: float) -> EdgeProcess:
+        proc = EdgeProcess(self.config(serial, state_dir, **alarms))
         self.edges.append(proc)
         return proc
 
@@ -327,6 +331,51 @@ def test_broker_outage_loses_no_alert(rig: Rig, feeder: Feeder) -> None:
     ]
     assert published == logged
     assert edge.stop() == 0
+
+
+def _logged(edge: EdgeProcess) -> list[str]:
+    return [
+        line.split("alert ", 1)[1].split(" priority=")[0]
+        for line in edge.log().splitlines()
+        if " edge.runtime: alert " in line
+    ]
+
+
+def test_kill_9_during_a_broker_outage_loses_no_alert(rig: Rig, feeder: Feeder) -> None:
+    """Alerts queued while the broker is down survive `kill -9` of the edge in the journal and
+    arrive after the restart, in order, each exactly once after de-duplication."""
+    state = str(rig.tmp_path / "state")
+    sub = rig.subscribe("alert", client_id=f"nurse-{rig.device}")
+    first = rig.edge(feeder.path, state_dir=state)
+    feeder.start()
+    feeder.set(hr_bpm=130.0)
+    sub.wait_for(_is_alert("hr_high", "new"), timeout_s=20)
+    rig.broker.stop()
+    first.wait_log(lambda line: "disconnected from MQTT broker" in line)
+    feeder.set()
+    first.wait_log(lambda line: "alert end hr_high" in line)
+    feeder.set(spo2_pct=88.0)
+    first.wait_log(lambda line: "alert new spo2_low" in line)
+    feeder.set(spo2_pct=82.0)
+    first.wait_log(lambda line: "alert update spo2_low" in line)
+    feeder.set()
+    first.wait_log(lambda line: "alert end spo2_low" in line)
+    first.proc.kill()  # SIGKILL: no shutdown, no flush
+    first.proc.wait(10)
+    rig.broker.start()
+    second = rig.edge(feeder.path, state_dir=state)
+    second.wait_log(lambda line: "from before the restart queued first" in line)
+    sub.wait_for(_is_alert("spo2_low", "end"), timeout_s=30)
+    time.sleep(1.0)  # anything re-sent twice would have arrived by now
+    published = [
+        f"{a['event']} {a['kind']} bed={a['bed']} id={a['id']} seq={a['seq']}"
+        for a in sub.alerts()
+    ]
+    assert published == _logged(first) + _logged(second)
+    kinds = [(a["kind"], a["event"]) for a in sub.alerts() if a["kind"] != "news2"]
+    assert kinds == [("hr_high", "new"), ("hr_high", "end"), ("spo2_low", "new"),
+                     ("spo2_low", "update"), ("spo2_low", "end")]
+    assert second.stop() == 0
 
 
 def test_missing_serial_port_is_retried_until_it_appears(rig: Rig) -> None:
