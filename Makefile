@@ -42,6 +42,7 @@ bench: $(TEST_STAMP)
 	$(PY) benchmarks/scorers_naive_vs_numpy.py
 	$(PY) benchmarks/edge_scoring.py
 	$(PY) benchmarks/lstm_while_vs_unrolled.py
+	$(PY) benchmarks/journal_backlog.py
 
 # The default model bundle shipped in the package (models/bundles/default/), rebuilt with
 #   vigil-train fit --preset default --seed 0 --data ../shared/data --out models/bundles/default
