@@ -49,6 +49,7 @@ from edge.payloads import (
     status_payload,
     vitals_payload,
 )
+from edge.systemd import Notifier
 from firmware_bridge.codec import DecoderStats
 from firmware_bridge.frames import Frame, StatusFrame, VitalsFrame
 
@@ -326,9 +327,11 @@ class Runtime:
         clock: Clock | None = None,
         detectors: Sequence[Detector] | None = None,
         reader_factory: ReaderFactory = _default_reader_factory,
+        notifier: Notifier | None = None,
     ) -> None:
         self.config = config
         self.clock: Clock = clock or SystemClock()
+        self.notifier = notifier or Notifier()
         # The learned model is loaded (and verified) here, once; a refused bundle leaves the
         # fixed limits running plus the technical alert model_unavailable (edge.learned).
         self.model_status: dict[str, str] | None = None
@@ -405,8 +408,15 @@ class Runtime:
         for reader in self.readers.values():
             reader.start()
         last_status = -float("inf")
+        watchdog_s = self.notifier.watchdog_interval_s
+        last_watchdog = -float("inf")
+        self.notifier.notify(f"READY=1\nSTATUS=monitoring {len(self.config.beds)} bed(s)")
         try:
             while not stop.is_set():
+                # The loop itself pings the watchdog: if it hangs, systemd restarts the edge.
+                if watchdog_s is not None and time.monotonic() - last_watchdog >= watchdog_s:
+                    self.notifier.notify("WATCHDOG=1")
+                    last_watchdog = time.monotonic()
                 self._drain(_TICK_S)
                 self._run_commands()
                 now = self.clock.monotonic()
@@ -555,6 +565,7 @@ class Runtime:
 
     def _shutdown(self) -> None:
         _log.info("stopping")
+        self.notifier.notify("STOPPING=1")
         for reader in self.readers.values():
             reader.stop(timeout=2.0)
         deadline = time.monotonic() + _SHUTDOWN_GRACE_S
