@@ -10,6 +10,7 @@
                       --temp N [--glucose N] [--glucose-unit mmol/L|mg/dL] [--json]
     vigil-edge ack --broker HOST[:PORT] --device ID --bed BED [--id ALERT] [--timeout S]
     vigil-edge silence --broker HOST[:PORT] --device ID --bed BED --seconds N [--timeout S]
+    vigil-edge status --broker HOST[:PORT] --device ID [--json] [--timeout S]
     vigil-edge reading --broker HOST[:PORT] --device ID --bed BED [--consciousness A|C|V|P|U]
                        [--oxygen yes|no] [--hr N] [--spo2 N] [--rr N] [--sbp N] [--dbp N]
                        [--temp N] [--glucose N [--glucose-unit mmol/L|mg/dL]] [--timeout S]
@@ -36,7 +37,7 @@ from edge.alerts import parse_broker, run_alerts
 from edge.assess import GLUCOSE_UNITS, AssessError, assess, format_assessment, parse_manual
 from edge.commands import COMMANDS, CommandError
 from edge.config import ConfigError, default_config_text, load_config
-from edge.remote import CommandTimeoutError, send_command
+from edge.remote import CommandTimeoutError, fetch_status, format_status, send_command
 from edge.runtime import Runtime
 from models.bundle import BundleError, bundle_location, load_bundle
 from models.tflite import ModelError
@@ -133,6 +134,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help=f"unit of --glucose (default {GLUCOSE_UNITS[0]})",
     )
     manual.add_argument("--json", action="store_true", help="one JSON object")
+
+    status = sub.add_parser("status", help="show an edge's health from its retained status")
+    status.add_argument("--broker", metavar="HOST[:PORT]", required=True, help="MQTT broker")
+    status.add_argument("--device", metavar="ID", required=True, help="the edge's device id")
+    status.add_argument("--topic-prefix", metavar="P", default="vigil", help="default: vigil")
+    status.add_argument("--timeout", metavar="S", type=float, default=5.0)
+    status.add_argument("--json", action="store_true", help="the status object as JSON")
 
     for name, what in (("ack", "acknowledge a bed's alerts (or one, by --id)"),
                        ("silence", "pause the audio of a bed's active alerts"),
@@ -299,6 +307,23 @@ def _cmd_remote(args: argparse.Namespace) -> int:
     return _EXIT_OK if ok else _EXIT_INVALID
 
 
+def _cmd_status(args: argparse.Namespace) -> int:
+    _setup_logging("WARNING")
+    try:
+        host, port = parse_broker(args.broker)
+        status = fetch_status(host, port, topic_prefix=args.topic_prefix, device=args.device,
+                              timeout_s=args.timeout)
+    except ValueError as exc:
+        print(f"vigil-edge status: {exc}", file=sys.stderr)
+        return _EXIT_USAGE
+    except CommandTimeoutError as exc:
+        print(f"vigil-edge status: {exc}", file=sys.stderr)
+        return _EXIT_NO_ANSWER
+    print(json.dumps(status, indent=2) if args.json else format_status(args.device, status),
+          end="\n" if args.json else "")
+    return _EXIT_OK if status.get("state") == "online" else _EXIT_INVALID
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``vigil-edge`` console script; returns the process exit code."""
     args = _build_parser().parse_args(argv)
@@ -310,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
         return _cmd_assess(args)
     if args.command in COMMANDS:
         return _cmd_remote(args)
+    if args.command == "status":
+        return _cmd_status(args)
     return _cmd_alerts(args)
 
 

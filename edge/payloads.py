@@ -167,6 +167,7 @@ def status_payload(
     beds: Mapping[str, Mapping[str, Any]],
     alerts: Mapping[str, Any],
     model: Mapping[str, Any] | None = None,
+    health: Mapping[str, Any] | None = None,
 ) -> bytes:
     """Retained ``{"state": "online", ...}`` with link and queue counters.
 
@@ -183,4 +184,6 @@ def status_payload(
     }
     if model is not None:
         body["model"] = dict(model)
+    if health is not None:
+        body["health"] = dict(health)
     return _dumps(body)

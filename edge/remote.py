@@ -19,7 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.commands import RESULT_LEAF, parse_command
 
-__all__ = ["CommandTimeoutError", "send_command"]
+__all__ = ["CommandTimeoutError", "fetch_status", "format_status", "send_command"]
 
 _log = logging.getLogger(__name__)
 
@@ -88,3 +88,71 @@ def send_command(
         client.disconnect()
         client.loop_stop()
     return result
+
+
+def fetch_status(
+    host: str, port: int, *, topic_prefix: str, device: str, timeout_s: float = 5.0
+) -> dict[str, Any]:
+    """The edge's retained status (docs/mqtt.md), read from the broker; CommandTimeoutError
+    when the broker is unreachable or holds no status for ``device``."""
+    got = threading.Event()
+    status: dict[str, Any] = {}
+
+    def on_connect(client: mqtt.Client, *_: Any) -> None:
+        client.subscribe(f"{topic_prefix}/{device}/status", qos=_QOS)
+
+    def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            data = json.loads(msg.payload)
+        except ValueError:
+            return
+        if isinstance(data, dict):
+            status.update(data)
+            got.set()
+
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
+                         client_id=f"vigil-status-{uuid.uuid4().hex[:12]}")
+    client.on_connect = on_connect
+    client.on_message = on_message
+    try:
+        client.connect(host, port, keepalive=30)
+    except OSError as exc:
+        raise CommandTimeoutError(f"MQTT broker {host}:{port} not reachable: {exc}") from exc
+    client.loop_start()
+    try:
+        if not got.wait(timeout_s):
+            raise CommandTimeoutError(
+                f"no status of edge {device!r} on {host}:{port} within {timeout_s:g} s "
+                "(never started, or another topic prefix?)"
+            )
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return status
+
+
+def format_status(device: str, status: dict[str, Any]) -> str:
+    """The status as lines for a terminal (``vigil-edge status``)."""
+    if status.get("state") != "online":
+        return f"{device}: OFFLINE (last will or clean stop)\n"
+    health = status.get("health", {})
+    alerts = status.get("alerts", {})
+    model = status.get("model", {})
+    lines = [
+        f"{device}: online, version {status.get('version')}, up {health.get('uptime_s')} s, "
+        f"status at {status.get('time')}",
+        f"  model: {model.get('state')} {model.get('version', model.get('reason', ''))}".rstrip(),
+        f"  scoring pass: median {health.get('evaluate_median_ms')} ms, "
+        f"p99 {health.get('evaluate_p99_ms')} ms",
+        f"  alerts: {alerts.get('active')} active, {alerts.get('queued')} queued, "
+        f"{alerts.get('in_flight')} in flight, {alerts.get('delivered')} delivered, "
+        f"dropped {alerts.get('dropped')}",
+    ]
+    rates = health.get("frames_per_s", {})
+    for bed, b in status.get("beds", {}).items():
+        link = "connected" if b.get("connected") else "NOT CONNECTED"
+        lines.append(
+            f"  bed {bed}: {b.get('serial')} {link}, {rates.get(bed)} frames/s, last frame "
+            f"{b.get('last_frame_age_s')} s ago, CRC errors {b.get('crc_errors')}"
+        )
+    return "\n".join(lines) + "\n"

@@ -22,6 +22,8 @@ from dataclasses import replace
 from importlib import metadata
 from typing import Any, Final, Protocol
 
+import numpy as np
+
 from edge.alarms import AlarmManager, alarm_timing
 from edge.bedstate import BedState, VitalsSample
 from edge.commands import (
@@ -60,6 +62,7 @@ _log = logging.getLogger(__name__)
 _EVAL_INTERVAL_S: Final = 1.0
 """A bed without new frames is still re-evaluated this often (staleness, link supervision)."""
 _TICK_S: Final = 0.1
+_EVAL_SAMPLES: Final = 1000
 """Longest the runtime loop sleeps waiting for frames; bounds the latency of everything else."""
 _INBOX_MAX: Final = 10_000
 """Frames buffered between reader threads and the runtime thread (~20 s of a busy board)."""
@@ -332,6 +335,11 @@ class Runtime:
         self.config = config
         self.clock: Clock = clock or SystemClock()
         self.notifier = notifier or Notifier()
+        self._started_s = self.clock.monotonic()
+        # Duration (ms) of the last _EVAL_SAMPLES detector + alarm passes, for the status.
+        self._eval_ms = np.zeros(_EVAL_SAMPLES)
+        self._eval_n = 0
+        self._frames_seen: dict[str, tuple[int, float]] = {}
         # The learned model is loaded (and verified) here, once; a refused bundle leaves the
         # fixed limits running plus the technical alert model_unavailable (edge.learned).
         self.model_status: dict[str, str] | None = None
@@ -429,7 +437,11 @@ class Runtime:
                                       self.clock.time()),
                     )
                     changed.add(bed)
-                for event in self.core.evaluate(now):
+                t0 = time.perf_counter()
+                evaluated = self.core.evaluate(now)
+                self._eval_ms[self._eval_n % self._eval_ms.size] = (time.perf_counter() - t0) * 1e3
+                self._eval_n += 1
+                for event in evaluated:
                     self._emit(event)
                     changed.add(event.bed)
                 for bed, sample in self.core.vitals_due(now):
@@ -541,6 +553,21 @@ class Runtime:
                 "last_frame_age_s": age,
                 **reader.stats.as_dict(),
             }
+        rates: dict[str, float | None] = {}
+        for bed in self.config.beds:
+            frames = self.core.beds[bed.id].frames
+            seen = self._frames_seen.get(bed.id)
+            rates[bed.id] = (round((frames - seen[0]) / (now - seen[1]), 1)
+                             if seen is not None and now > seen[1] else None)
+            self._frames_seen[bed.id] = (frames, now)
+        n = min(self._eval_n, self._eval_ms.size)
+        recent = self._eval_ms[:n]
+        health = {
+            "uptime_s": round(now - self._started_s, 1),
+            "evaluate_median_ms": round(float(np.median(recent)), 3) if n else None,
+            "evaluate_p99_ms": round(float(np.percentile(recent, 99)), 3) if n else None,
+            "frames_per_s": rates,
+        }
         alerts = {
             "active": len(self.core.alarms.active()),
             "queued": len(self.outbox),
@@ -561,6 +588,7 @@ class Runtime:
                 "journal_expired": self.journal.expired if self.journal is not None else 0,
             },
             model=self.model_status,
+            health=health,
         )
 
     def _shutdown(self) -> None:

@@ -233,3 +233,26 @@ def test_manual_reading_through_the_cli_rescores_news2_at_once(
     assert alert["values"]["news2.total"] == 5.0
     assert _cli(mosquitto, device_id, "reading", "--bed", "bed1", "--spo2", "120") == 2
     assert "spo2_pct: 120 % is outside the plausible range" in capsys.readouterr().err
+
+
+def test_status_cli_shows_health_from_the_retained_status(
+    mosquitto: MosquittoBroker, device_id: str, running: tuple[Runtime, FakeReader],
+    mqtt_collector: Callable[..., MqttCollector], capsys: pytest.CaptureFixture[str],
+) -> None:
+    _, reader = running
+    sub = mqtt_collector(mosquitto, [f"vigil/{device_id}/status"])
+    for _ in range(15):
+        reader.on_frame(VitalsFrame(hr_bpm=72.0, spo2_pct=97.0))
+        threading.Event().wait(0.1)
+    sub.wait_for(lambda m: (m.data.get("health") or {}).get("frames_per_s", {}).get("bed1"))
+    assert _cli(mosquitto, device_id, "status") == 0
+    out = capsys.readouterr().out
+    assert f"{device_id}: online" in out
+    assert "bed bed1: /dev/fake0 connected" in out
+    assert "scoring pass: median" in out
+    assert main(["status", "--broker", f"127.0.0.1:{mosquitto.port}", "--device", device_id,
+                 "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["health"]["evaluate_p99_ms"] >= status["health"]["evaluate_median_ms"] > 0
+    assert main(["status", "--broker", f"127.0.0.1:{mosquitto.port}", "--device", "nobody",
+                 "--timeout", "0.5"]) == 3
