@@ -12,6 +12,7 @@ import json
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -30,6 +31,49 @@ class CommandTimeoutError(TimeoutError):
     """No answer in time; the message says whether the broker or the edge was silent."""
 
 
+class _Waiter:
+    """A short-lived client: subscribes to ``topic`` and keeps the first JSON object that
+    ``accept`` takes. Used as a context manager (connect, then disconnect whatever happens)."""
+
+    def __init__(
+        self, host: str, port: int, topic: str, accept: Callable[[dict[str, Any]], bool],
+        client_id: str,
+    ) -> None:
+        self.host, self.port = host, port
+        self.subscribed = threading.Event()
+        self.answered = threading.Event()
+        self.result: dict[str, Any] = {}
+        self._accept = accept
+        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
+                                  client_id=client_id)
+        self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=_QOS)
+        self.client.on_subscribe = lambda *_: self.subscribed.set()
+        self.client.on_message = self._on_message
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            data = json.loads(msg.payload)
+        except ValueError:
+            return
+        if isinstance(data, dict) and not self.answered.is_set() and self._accept(data):
+            self.result.update(data)
+            self.answered.set()
+
+    def __enter__(self) -> _Waiter:
+        try:
+            self.client.connect(self.host, self.port, keepalive=30)
+        except OSError as exc:
+            raise CommandTimeoutError(
+                f"MQTT broker {self.host}:{self.port} not reachable: {exc}"
+            ) from exc
+        self.client.loop_start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
 def send_command(
     host: str, port: int, *, topic_prefix: str, device: str, name: str,
     body: dict[str, Any], timeout_s: float = 5.0,
@@ -44,50 +88,20 @@ def send_command(
     payload = json.dumps({**body, "request_id": request_id}).encode("utf-8")
     parse_command(name, payload)
     base = f"{topic_prefix}/{device}/cmd"
-    subscribed = threading.Event()
-    answered = threading.Event()
-    result: dict[str, Any] = {}
-
-    def on_connect(client: mqtt.Client, *_: Any) -> None:
-        client.subscribe(f"{base}/{RESULT_LEAF}", qos=_QOS)
-
-    def on_subscribe(*_: Any) -> None:
-        subscribed.set()
-
-    def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        try:
-            data = json.loads(msg.payload)
-        except ValueError:
-            return
-        if isinstance(data, dict) and data.get("request_id") == request_id:
-            result.update(data)
-            answered.set()
-
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                         client_id=f"vigil-cmd-{request_id[:12]}")
-    client.on_connect = on_connect
-    client.on_subscribe = on_subscribe
-    client.on_message = on_message
-    try:
-        client.connect(host, port, keepalive=30)
-    except OSError as exc:
-        raise CommandTimeoutError(f"MQTT broker {host}:{port} not reachable: {exc}") from exc
-    client.loop_start()
-    try:
-        if not subscribed.wait(timeout_s):
+    with _Waiter(host, port, f"{base}/{RESULT_LEAF}",
+                 lambda data: data.get("request_id") == request_id,
+                 f"vigil-cmd-{request_id[:12]}") as waiter:
+        if not waiter.subscribed.wait(timeout_s):
             raise CommandTimeoutError(
                 f"MQTT broker {host}:{port} did not answer in {timeout_s:g} s"
             )
-        client.publish(f"{base}/{name}", payload, qos=_QOS, retain=False)
-        if not answered.wait(timeout_s):
+        waiter.client.publish(f"{base}/{name}", payload, qos=_QOS, retain=False)
+        if not waiter.answered.wait(timeout_s):
             raise CommandTimeoutError(
                 f"edge {device!r} did not answer {name} in {timeout_s:g} s (is it running and "
                 f"connected to {host}:{port}?)"
             )
-    finally:
-        client.disconnect()
-        client.loop_stop()
-    return result
+    return waiter.result
 
 
 def fetch_status(
@@ -95,40 +109,14 @@ def fetch_status(
 ) -> dict[str, Any]:
     """The edge's retained status (docs/mqtt.md), read from the broker; CommandTimeoutError
     when the broker is unreachable or holds no status for ``device``."""
-    got = threading.Event()
-    status: dict[str, Any] = {}
-
-    def on_connect(client: mqtt.Client, *_: Any) -> None:
-        client.subscribe(f"{topic_prefix}/{device}/status", qos=_QOS)
-
-    def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        try:
-            data = json.loads(msg.payload)
-        except ValueError:
-            return
-        if isinstance(data, dict):
-            status.update(data)
-            got.set()
-
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                         client_id=f"vigil-status-{uuid.uuid4().hex[:12]}")
-    client.on_connect = on_connect
-    client.on_message = on_message
-    try:
-        client.connect(host, port, keepalive=30)
-    except OSError as exc:
-        raise CommandTimeoutError(f"MQTT broker {host}:{port} not reachable: {exc}") from exc
-    client.loop_start()
-    try:
-        if not got.wait(timeout_s):
+    with _Waiter(host, port, f"{topic_prefix}/{device}/status", lambda _: True,
+                 f"vigil-status-{uuid.uuid4().hex[:12]}") as waiter:
+        if not waiter.answered.wait(timeout_s):
             raise CommandTimeoutError(
                 f"no status of edge {device!r} on {host}:{port} within {timeout_s:g} s "
                 "(never started, or another topic prefix?)"
             )
-    finally:
-        client.disconnect()
-        client.loop_stop()
-    return status
+    return waiter.result
 
 
 def format_status(device: str, status: dict[str, Any]) -> str:
