@@ -167,6 +167,11 @@ class AlarmManager:
         """The delays and policy in use."""
         return self._timing
 
+    def retime(self, timing: AlarmTiming) -> None:
+        """Use ``timing`` from the next update on (a configuration reload). Alerts, their ids,
+        acknowledgements and audio pauses carry over; a latched alert stays latched."""
+        self._timing = timing
+
     def active(self, bed: str | None = None) -> list[tuple[str, str, Priority]]:
         """(bed, kind, announced priority) of alerts currently raised, optionally for one bed."""
         return [
@@ -359,4 +364,5 @@ class AlarmManager:
             acknowledged=track.acknowledged,
             latched=track.latched,
             silenced_until_s=track.silenced_until_s,
+            drivers=d.drivers,
         )

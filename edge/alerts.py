@@ -22,6 +22,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edge.mqtt import Security, secure
+
 __all__ = ["AlertPrinter", "format_alert", "parse_broker", "run_alerts"]
 
 _log = logging.getLogger(__name__)
@@ -142,6 +144,7 @@ def run_alerts(
     timeout_s: float | None = None,
     client_id: str | None = None,
     out: TextIO | None = None,
+    security: Security | None = None,
 ) -> int:
     """Subscribe and print until ``count`` alerts, ``timeout_s`` or Ctrl-C.
 
@@ -184,6 +187,8 @@ def run_alerts(
         clean_session=client_id is None,
     )
     client.reconnect_delay_set(1, 10)
+    if security is not None:
+        secure(client, security)
     client.on_connect = on_connect
     client.on_message = on_message
     client.on_connect_fail = on_connect_fail

@@ -44,6 +44,7 @@ from typing import Any, Final, Literal
 import numpy as np
 import numpy.typing as npt
 
+from edge.explain import VITAL_LABELS
 from edge.learned import ENSEMBLE, THRESHOLD_KEYS, LearnedDetector
 from edge.plausible import (
     GLUCOSE_MG_DL,
@@ -201,15 +202,6 @@ def _glucose_mmol_l(text: str, unit_text: str) -> float:
 
 # ---------------------------------------------------------------------------- the assessment
 
-_VITAL_LABELS: Final[Mapping[str, tuple[str, str]]] = {
-    "hr_bpm": ("HR", "bpm"),
-    "spo2_pct": ("SpO2", "%"),
-    "rr_per_min": ("RR", "/min"),
-    "sbp_mmhg": ("SBP", "mmHg"),
-    "dbp_mmhg": ("DBP", "mmHg"),
-    "map_mmhg": ("MAP", "mmHg"),
-    "temp_c": ("Temp", "°C"),
-}
 _DETECTOR_LABELS: Final[Mapping[str, str]] = {
     "autoencoder": "Autoencoder reconstruction error",
     "iforest": "Isolation-forest score",
@@ -352,7 +344,7 @@ def _notes(
     bundle: Bundle, spec: FeatureSpec, manual: ManualVitals, series_s: float
 ) -> tuple[str, ...]:
     notes = []
-    labels = ", ".join(_VITAL_LABELS[v][0] for v in spec.vitals)
+    labels = ", ".join(VITAL_LABELS[v][0] for v in spec.vitals)
     if manual.glucose_mmol_l is not None:
         notes.append(
             f"Glucose {manual.glucose_mmol_l:.3g} mmol/L is plausible, but bundle "
@@ -411,7 +403,7 @@ def assess(bundle: Bundle, manual: ManualVitals) -> Assessment:
     factors: list[Factor] = []
     for i, vital in enumerate(spec.vitals):
         mine = [j for j, n in enumerate(names) if n.split(".", 1)[0] == vital]
-        label, unit = _VITAL_LABELS[vital]
+        label, unit = VITAL_LABELS[vital]
         note = ""
         value = float(typed[i])
         if math.isnan(value):

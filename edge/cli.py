@@ -13,14 +13,17 @@
     vigil-edge status --broker HOST[:PORT] --device ID [--json] [--timeout S]
     vigil-edge reading --broker HOST[:PORT] --device ID --bed BED [--consciousness A|C|V|P|U]
                        [--oxygen yes|no] [--hr N] [--spo2 N] [--rr N] [--sbp N] [--dbp N]
-                       [--temp N] [--glucose N [--glucose-unit mmol/L|mg/dL]] [--timeout S]
+                       [--temp N] [--age YEARS] [--glucose N [--glucose-unit mmol/L|mg/dL]]
+                       [--timeout S]
+    vigil-edge reload --broker HOST[:PORT] --device ID [--timeout S]
 
 Exit codes: 0 success; 1 invalid configuration (``config --check``), ``--count`` not reached
 before ``--timeout`` (``alerts``), or no usable bundle (``assess``: none configured, invalid
 configuration, bundle refused); 2 usage error, a configuration ``run`` cannot start with, or a
 manual value that is not a number or outside its plausible range (``assess``). ``ack``,
-``silence`` and ``reading``: 0 applied, 1 refused by the edge (the reason is printed), 2 a bad
-flag or value (checked before sending), 3 no answer (broker unreachable, edge not running).
+``silence``, ``reading`` and ``reload``: 0 applied, 1 refused by the edge (the reason is
+printed), 2 a bad flag or value (checked before sending), 3 no answer (broker unreachable,
+edge not running).
 """
 
 from __future__ import annotations
@@ -37,7 +40,14 @@ from edge.alerts import parse_broker, run_alerts
 from edge.assess import GLUCOSE_UNITS, AssessError, assess, format_assessment, parse_manual
 from edge.commands import COMMANDS, CommandError
 from edge.config import ConfigError, default_config_text, load_config
-from edge.remote import CommandTimeoutError, fetch_status, format_status, send_command
+from edge.remote import (
+    ClientSecurity,
+    CommandTimeoutError,
+    client_security,
+    fetch_status,
+    format_status,
+    send_command,
+)
 from edge.runtime import Runtime
 from models.bundle import BundleError, bundle_location, load_bundle
 from models.tflite import ModelError
@@ -59,6 +69,7 @@ _READING_FLAGS = (  # flag, command field, help (`vigil-edge reading`)
     ("--sbp", "sbp_mmhg", "systolic blood pressure (cuff), mmHg"),
     ("--dbp", "dbp_mmhg", "diastolic blood pressure (cuff), mmHg"),
     ("--temp", "temp_c", "temperature, degC"),
+    ("--age", "age_years", "patient age, years (named as a band in alert explanations)"),
 )
 
 _ASSESS_FIELDS = (  # flag, help, required (`vigil-edge assess`)
@@ -109,6 +120,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     alerts = sub.add_parser("alerts", help="print alerts for a nurse-station terminal")
     alerts.add_argument("--broker", metavar="HOST[:PORT]", required=True, help="MQTT broker")
+    _add_security_flags(alerts)
     alerts.add_argument("--device", metavar="ID", default="+", help="one device (default: all)")
     alerts.add_argument("--topic-prefix", metavar="P", default="vigil", help="default: vigil")
     alerts.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -135,8 +147,15 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     manual.add_argument("--json", action="store_true", help="one JSON object")
 
+    _add_remote_parsers(sub)
+    return parser
+
+
+def _add_remote_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``status`` and the commands sent to a running edge over MQTT."""
     status = sub.add_parser("status", help="show an edge's health from its retained status")
     status.add_argument("--broker", metavar="HOST[:PORT]", required=True, help="MQTT broker")
+    _add_security_flags(status)
     status.add_argument("--device", metavar="ID", required=True, help="the edge's device id")
     status.add_argument("--topic-prefix", metavar="P", default="vigil", help="default: vigil")
     status.add_argument("--timeout", metavar="S", type=float, default=5.0)
@@ -144,20 +163,23 @@ def _build_parser() -> argparse.ArgumentParser:
 
     for name, what in (("ack", "acknowledge a bed's alerts (or one, by --id)"),
                        ("silence", "pause the audio of a bed's active alerts"),
-                       ("reading", "send manual readings of a bed (they enter NEWS2)")):
+                       ("reading", "send manual readings of a bed (they enter NEWS2)"),
+                       ("reload", "make the edge re-read its configuration file (as SIGHUP)")):
         cmd = sub.add_parser(name, help=what)
         cmd.add_argument("--broker", metavar="HOST[:PORT]", required=True, help="MQTT broker")
+        _add_security_flags(cmd)
         cmd.add_argument("--device", metavar="ID", required=True, help="the edge's device id")
         cmd.add_argument("--topic-prefix", metavar="P", default="vigil", help="default: vigil")
-        cmd.add_argument("--bed", required=True, help="bed id")
         cmd.add_argument("--timeout", metavar="S", type=float, default=5.0,
                          help="seconds to wait for the edge's answer (default 5)")
+        if name != "reload":
+            cmd.add_argument("--bed", required=True, help="bed id")
         if name == "ack":
             cmd.add_argument("--id", metavar="ALERT", help="one alert id (default: all)")
         elif name == "silence":
             cmd.add_argument("--seconds", metavar="N", type=float, required=True,
                              help="pause length, s (at most the edge's alarms.max_silence_s)")
-        else:
+        elif name == "reading":
             for flag, field, unit in _READING_FLAGS:
                 cmd.add_argument(flag, metavar="N", type=float, dest=field, help=unit)
             cmd.add_argument("--consciousness", choices=list("ACVPU"),
@@ -167,7 +189,25 @@ def _build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--glucose", metavar="N", type=float, help="blood glucose")
             cmd.add_argument("--glucose-unit", default=GLUCOSE_UNITS[0], choices=GLUCOSE_UNITS,
                              help=f"unit of --glucose (default {GLUCOSE_UNITS[0]})")
-    return parser
+
+
+def _add_security_flags(parser: argparse.ArgumentParser) -> None:
+    """What a client needs for a broker with passwords and TLS (README, MQTT security)."""
+    group = parser.add_argument_group("broker security (as the edge's [mqtt] section)")
+    group.add_argument("--username", metavar="USER", default="", help="MQTT user name")
+    group.add_argument("--password-file", metavar="FILE", default="",
+                       help="file whose first line is the password (never a flag: ps shows it)")
+    group.add_argument("--tls", action="store_true", help="TLS, trusting the system CAs")
+    group.add_argument("--tls-ca", metavar="FILE", default="",
+                       help="TLS, trusting the CA in FILE (the one that signed the broker)")
+    group.add_argument("--tls-cert", metavar="FILE", default="", help="client certificate")
+    group.add_argument("--tls-key", metavar="FILE", default="", help="its private key")
+
+
+def _security(args: argparse.Namespace) -> ClientSecurity:
+    return client_security(username=args.username, password_file=args.password_file,
+                           tls=args.tls, tls_ca=args.tls_ca, tls_cert=args.tls_cert,
+                           tls_key=args.tls_key)
 
 
 def _setup_logging(level: str) -> None:
@@ -210,16 +250,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _log.info("received %s, stopping", signal.Signals(signum).name)
         stop.set()
 
+    runtime = Runtime(config, reload_config=lambda: load_config(
+        args.config, serial=args.serial, broker=args.broker, device_id=args.device_id
+    ))
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    Runtime(config).run(stop)
+    # Only queues the request: the runtime thread reloads between two ticks (edge/reload.py).
+    signal.signal(signal.SIGHUP, lambda signum, frame: runtime.request_reload())
+    runtime.run(stop)
     return _EXIT_OK
 
 
 def _cmd_alerts(args: argparse.Namespace) -> int:
     _setup_logging("WARNING")
+    try:
+        security = _security(args)
+    except ValueError as exc:
+        print(f"vigil-edge alerts: {exc}", file=sys.stderr)
+        return _EXIT_USAGE
     return run_alerts(
         args.broker,
+        security=security,
         device=args.device,
         topic_prefix=args.topic_prefix,
         as_json=args.json,
@@ -284,7 +335,7 @@ def _reading_body(args: argparse.Namespace) -> dict[str, object]:
 
 def _cmd_remote(args: argparse.Namespace) -> int:
     _setup_logging("WARNING")
-    body: dict[str, object] = {"bed": args.bed}
+    body: dict[str, object] = {} if args.command == "reload" else {"bed": args.bed}
     if args.command == "ack" and args.id:
         body["id"] = args.id
     if args.command == "silence":
@@ -294,7 +345,8 @@ def _cmd_remote(args: argparse.Namespace) -> int:
     try:
         host, port = parse_broker(args.broker)
         result = send_command(host, port, topic_prefix=args.topic_prefix, device=args.device,
-                              name=args.command, body=body, timeout_s=args.timeout)
+                              name=args.command, body=body, timeout_s=args.timeout,
+                              security=_security(args))
     except (ValueError, CommandError) as exc:
         print(f"vigil-edge {args.command}: {exc}", file=sys.stderr)
         return _EXIT_USAGE
@@ -312,7 +364,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     try:
         host, port = parse_broker(args.broker)
         status = fetch_status(host, port, topic_prefix=args.topic_prefix, device=args.device,
-                              timeout_s=args.timeout)
+                              timeout_s=args.timeout, security=_security(args))
     except ValueError as exc:
         print(f"vigil-edge status: {exc}", file=sys.stderr)
         return _EXIT_USAGE

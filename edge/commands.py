@@ -1,4 +1,4 @@
-"""Commands to the edge (acknowledge, audio pause): their wire form, parsed and checked.
+"""Commands to the edge (ack, audio pause, reading, reload): their wire form, parsed, checked.
 
 Why a module of its own: commands arrive from the network (MQTT command topics, sent by the
 ``vigil-edge ack`` / ``silence`` CLI or any client), so every field is untrusted. Parsing is
@@ -14,8 +14,13 @@ Wire form: topic ``<prefix>/<device>/cmd/<name>``; payload one JSON object, UTF-
 - ``cmd/reading``: manual readings of a bed, any of ``consciousness`` (ACVPU letter),
   ``on_oxygen`` (true/false), ``hr_bpm``, ``spo2_pct``, ``rr_per_min``, ``sbp_mmhg``,
   ``dbp_mmhg``, ``temp_c``, ``glucose`` with ``glucose_unit`` (``mmol/L`` default, or
-  ``mg/dL``); each number inside its `edge.plausible.PLAUSIBLE_RANGES` entry, DBP below SBP.
-  They enter NEWS2 (edge/news2.py); glucose is recorded and published, no score uses it.
+  ``mg/dL``), ``age_years`` (0-120, `edge.plausible.AGE_YEARS`); each number inside its
+  `edge.plausible.PLAUSIBLE_RANGES` entry, DBP below SBP. They enter NEWS2 (edge/news2.py)
+  and, for vitals the monitor does not measure, the learned models (edge/learned.py rule 10);
+  glucose is recorded, no score uses it; the age sets the band alert explanations name
+  (edge/explain.py).
+- ``cmd/reload``: ``{}``; read the configuration file again and apply it between two ticks,
+  or nothing of it (edge/reload.py says what a reload may change). SIGHUP does the same.
 - All accept ``"request_id"`` (1-64 characters), echoed in the result on ``cmd/result`` so a
   sender can wait for its own answer.
 
@@ -32,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from edge.plausible import (
+    AGE_YEARS,
     GLUCOSE_MG_DL,
     GLUCOSE_UNITS,
     MG_DL_PER_MMOL_L,
@@ -43,9 +49,11 @@ __all__ = [
     "COMMANDS",
     "RESULT_LEAF",
     "Acknowledge",
+    "BedCommand",
     "Command",
     "CommandError",
     "ManualReading",
+    "Reload",
     "Silence",
     "parse_command",
     "result_payload",
@@ -89,22 +97,32 @@ class ManualReading:
     request_id: str | None = None
 
 
-Command = Acknowledge | Silence | ManualReading
+@dataclass(frozen=True, slots=True)
+class Reload:
+    """Re-read the configuration file and apply it whole or not at all (edge/reload.py)."""
 
-COMMANDS: Final = ("ack", "silence", "reading")
+    request_id: str | None = None
+
+
+BedCommand = Acknowledge | Silence | ManualReading
+"""Commands the core applies to one bed's alarms or readings (`edge.runtime.EdgeCore.command`)."""
+Command = BedCommand | Reload
+
+COMMANDS: Final = ("ack", "silence", "reading", "reload")
 """Command names, the last topic level."""
 
 _NUMERIC_READINGS: Final = (
     "hr_bpm", "spo2_pct", "rr_per_min", "sbp_mmhg", "dbp_mmhg", "temp_c",
 )
 _READING_KEYS: Final = {
-    *_NUMERIC_READINGS, "consciousness", "on_oxygen", "glucose", "glucose_unit",
+    *_NUMERIC_READINGS, "consciousness", "on_oxygen", "glucose", "glucose_unit", "age_years",
 }
 _ACVPU: Final = ("A", "C", "V", "P", "U")
 _KEYS: Final = {
     "ack": {"bed", "id", "request_id"},
     "silence": {"bed", "seconds", "request_id"},
     "reading": {"bed", "request_id", *_READING_KEYS},
+    "reload": {"request_id"},
 }
 
 
@@ -133,9 +151,11 @@ def parse_command(name: str, payload: bytes) -> Command:
     if unknown:
         raise CommandError(f"unknown field(s) {', '.join(unknown)}; "
                            f"{name} takes {', '.join(sorted(_KEYS[name]))}")
+    request_id = _text(body, "request_id", required=False)
+    if name == "reload":
+        return Reload(request_id)
     bed = _text(body, "bed", required=True)
     assert bed is not None
-    request_id = _text(body, "request_id", required=False)
     if name == "ack":
         return Acknowledge(bed, _text(body, "id", required=False), request_id)
     if name == "reading":
@@ -176,6 +196,9 @@ def _measured(body: dict[str, Any]) -> dict[str, float]:
                 value = _number(body, key)
                 PLAUSIBLE_RANGES[key].check(value, key)
                 out[key] = value
+        if "age_years" in body:
+            out["age_years"] = _number(body, "age_years")
+            AGE_YEARS.check(out["age_years"], "age_years")
         if "glucose" in body:
             out["glucose_mmol_l"] = _glucose_mmol_l(body)
         elif "glucose_unit" in body:

@@ -19,11 +19,13 @@ from typing import Final, Protocol, runtime_checkable
 
 from edge.bedstate import BedState
 from edge.config import NEWS2_KIND, AlarmConfig, LimitsConfig, News2Config, TechnicalConfig
-from edge.events import Detection
+from edge.events import Detection, Driver
+from edge.news2 import News2, direction
 from firmware_bridge.frames import StatusFlag
 
 __all__ = [
     "Detector", "FixedLimitsDetector", "News2Detector", "TechnicalDetector", "default_detectors",
+    "news2_drivers",
 ]
 
 _log = logging.getLogger(__name__)
@@ -85,6 +87,7 @@ class FixedLimitsDetector:
                     model=self.MODEL,
                     values={spec.vital: value},
                     thresholds={f"{spec.key}.{p.label}": t for p, t in rule.thresholds},
+                    drivers=(Driver(spec.vital, spec.direction, value),),
                 )
             )
         return out
@@ -205,8 +208,26 @@ class News2Detector:
                 values={"news2.total": float(result.total),
                         **{f"news2.{k}": float(v) for k, v in result.subscores.items()}},
                 thresholds={"news2.urgent_total": 5.0, "news2.emergency_total": 7.0},
+                drivers=news2_drivers(result),
             )
         ]
+
+
+def news2_drivers(result: News2) -> tuple[Driver, ...]:
+    """The parameters that scored, highest sub-score first, with their direction."""
+    out: list[Driver] = []
+    for name, score in sorted(result.subscores.items(), key=lambda kv: -kv[1]):
+        value = result.values.get(name)
+        if score == 0 or value is None:
+            continue
+        if name == "on_oxygen":
+            out.append(Driver(name, "on oxygen"))
+        elif name == "consciousness":
+            out.append(Driver(name, "not alert", str(value)))
+        else:
+            v = float(value)
+            out.append(Driver(name, direction(name, v, scale=result.scale), v))
+    return tuple(out)
 
 
 def default_detectors(

@@ -12,7 +12,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["AlertEvent", "Detection", "EventType", "Priority"]
+__all__ = ["DIRECTIONS", "AlertEvent", "Detection", "Driver", "EventType", "Priority"]
 
 
 class Priority(enum.IntEnum):
@@ -44,6 +44,28 @@ class EventType(enum.StrEnum):
     END = "end"
 
 
+DIRECTIONS = ("high", "low", "rising", "falling", "on oxygen", "not alert")
+"""How a driver reading departs from usual: a level above or below (``high``, ``low``), a trend
+(``rising``, ``falling``, forecast or seen), or a NEWS2 manual item (``on oxygen``,
+``not alert``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Driver:
+    """One reading behind a detection and the direction it pushed (edge/explain.py).
+
+    ``name``: a vital (``spo2_pct``) or ``consciousness`` / ``on_oxygen``; ``direction``: one of
+    `DIRECTIONS`; ``value``: the reading in the vital's unit (an ACVPU letter for
+    consciousness); ``to``: where a forecast puts it (same unit), for ``rising`` / ``falling``
+    from the forecaster.
+    """
+
+    name: str
+    direction: str
+    value: float | str | None = None
+    to: float | None = None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Detection:
     """A condition a detector sees at this instant for one bed.
@@ -67,6 +89,9 @@ class Detection:
     thresholds: Mapping[str, float] = field(default_factory=dict)
     scores: Mapping[str, float] = field(default_factory=dict)
     votes: Mapping[str, bool] = field(default_factory=dict)
+    drivers: tuple[Driver, ...] = ()
+    """The readings that drove it, most important first (edge/explain.py): the vital past a
+    fixed limit, NEWS2's scoring parameters, the learned models' most unusual vitals."""
     hold_s: float = 0.0
     """Extra onset delay (s) on top of ``alarms.onset_s``: the LSTM artefact gate sets it on a
     fixed-limit detection whose breach the trend does not support (`edge.runtime.EdgeCore`),
@@ -83,7 +108,8 @@ class AlertEvent:
     to wall-clock UTC when it publishes. ``scores`` and ``votes`` are those of the detection
     (empty for fixed limits and technical alerts). ``reason`` says why the event was emitted,
     ``acknowledged`` / ``latched`` / ``silenced_until_s`` the acknowledgement state
-    (edge/alarms.py rules 7-10).
+    (edge/alarms.py rules 7-10). ``drivers`` come from the detection; ``explanation`` is the
+    plain-language sentence `edge.explain.explain` makes of them and of the patient's age band.
     """
 
     id: str
@@ -105,3 +131,5 @@ class AlertEvent:
     acknowledged: bool = False
     latched: bool = False
     silenced_until_s: float | None = None
+    drivers: tuple[Driver, ...] = ()
+    explanation: str = ""

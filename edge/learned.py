@@ -56,6 +56,26 @@ Rules (what a trained bundle relies on; see models/BUNDLE.md for the contract it
    (edge/alarms.py rule 1). A brief artefact ends inside the
    hold; a breach that lasts alarms at most ``artefact_hold_s`` later. The gate never delays
    a learned or technical alert.
+9. **Drivers** (edge/explain.py), computed only when something fires. Ensemble: the vitals
+   with a level or trend feature at least `DRIVER_Z` (2 training standard deviations) from
+   the training mean, largest first; that feature says the direction (level and window means:
+   high/low; delta and slopes: rising/falling). Window stds are left out: the models use them,
+   but "temperature unsteady" from 0.1 degC steps tells a nurse nothing. Risk: the vitals
+   whose features push the logit up by at least `DRIVER_LOGIT` in total
+   (`LogisticScorer.contributions`), largest first, each direction said the ensemble's way
+   (one coefficient of correlated features has no reliable sign of its own). Early warning:
+   the vitals the forecaster moves by at least `DRIVER_FORECAST` scaled units from now to the
+   end of its horizon (rising/falling, with the forecast value); when it moves none that far
+   (its event head fired on the pattern, not on a forecast level), the ensemble's drivers. A
+   vital not measured now is never a driver.
+10. **Manual readings** (``vigil-edge reading``, ``cmd/reading``) enter the models where the
+    monitor has no valid value: a manual HR, SpO2, RR, SBP, DBP or temperature no older than
+    ``manual_max_age_s`` (``news2.manual_max_age_s``, the age NEWS2 accepts too) fills that
+    vital of every row fed, and MAP is derived from a manual SBP and DBP as (SBP + 2 DBP) / 3
+    when the monitor has none. A monitor value always wins. Rule 5 still looks at the
+    monitor's own values only: manual readings alone raise no learned alert. Glucose,
+    consciousness and oxygen are not inputs of a vitals bundle (its feature spec): they enter
+    NEWS2 only.
 """
 
 from __future__ import annotations
@@ -63,7 +83,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 import numpy as np
@@ -72,7 +92,8 @@ import numpy.typing as npt
 from edge.bedstate import BedState, VitalsRing
 from edge.config import ARTEFACT_HOLD_MAX_S, EdgeConfig
 from edge.detect import Detector, default_detectors
-from edge.events import Detection, Priority
+from edge.events import Detection, Driver, Priority
+from edge.explain import MAX_DRIVERS
 from models.bundle import Bundle, BundleError, bundle_location, load_bundle
 from models.dbscan import DbscanScorer
 from models.features import (
@@ -89,6 +110,9 @@ from models.scaler import ScalerError, Standardizer
 from models.tflite import ModelError, TFLiteModel
 
 __all__ = [
+    "DRIVER_FORECAST",
+    "DRIVER_LOGIT",
+    "DRIVER_Z",
     "ENSEMBLE",
     "GAP_S",
     "MODEL_PREFIX",
@@ -98,6 +122,7 @@ __all__ = [
     "LearnedSetup",
     "ModelUnavailableDetector",
     "load_learned",
+    "model_key",
 ]
 
 _log = logging.getLogger(__name__)
@@ -130,6 +155,27 @@ GAP_S: Final = 1.5
 """Samples further apart than this many sample periods leave a gap filled with NaN rows."""
 
 _N_VITALS: Final = len(VITAL_NAMES)
+DRIVER_Z: Final = 2.0
+"""Rule 9: |scaled feature| from which a vital drives an ensemble explanation."""
+DRIVER_LOGIT: Final = 0.25
+"""Rule 9: log-odds a vital must add to the risk logit to drive a risk explanation."""
+DRIVER_FORECAST: Final = 0.5
+"""Rule 9: forecast change (forecaster scaled units) from which a vital drives an early
+warning explanation."""
+_LEVEL, _TREND, _SPREAD, _MISSING = range(4)
+
+
+def _role(feature: str) -> int:
+    """Rule 9: what a feature says about its vital, from its name (``hr_bpm.slope_30s``)."""
+    kind = feature.split(".", 1)[1] if "." in feature else ""
+    if kind == "missing":
+        return _MISSING
+    if kind == "delta" or kind.startswith("slope_"):
+        return _TREND
+    return _SPREAD if kind.startswith("std_") else _LEVEL
+
+
+_WORDS: Final = {_LEVEL: ("high", "low"), _TREND: ("rising", "falling")}
 _SCORE_KEYS: Final = (
     "autoencoder.mse", "iforest.score", "dbscan.ratio", "risk.probability", "forecaster.p_event",
 )
@@ -364,7 +410,7 @@ class LearnedDetector:
 
     def __init__(
         self, bundle: Bundle, bed_ids: Sequence[str], *, stale_s: float = 3.0,
-        artefact_hold_s: float = 0.0,
+        artefact_hold_s: float = 0.0, manual_max_age_s: float = 0.0,
     ) -> None:
         if not 0.0 <= artefact_hold_s <= ARTEFACT_HOLD_MAX_S:
             raise ValueError(f"artefact_hold_s={artefact_hold_s} outside 0..{ARTEFACT_HOLD_MAX_S}")
@@ -392,6 +438,23 @@ class LearnedDetector:
         self._fc_mean, self._fc_scale = fc.vitals_mean, fc.vitals_scale
         self._fc_width = fc.horizon_steps * _N_VITALS
         self._vital_col = {name: i for i, name in enumerate(VITAL_NAMES)}
+        self._manual_max_age_s = manual_max_age_s
+        self._manual_row = np.full(_N_VITALS, np.nan)  # rule 10, refilled per update
+        self._manual_cols: list[int] = []  # its columns holding a value
+        fpv = spec.features_per_vital
+        self._roles = np.array([_role(f) for f in spec.feature_names()[:fpv]])
+        # Rule 9 scratch (drivers are computed on rows where something fires).
+        roles_all = np.tile(self._roles, _N_VITALS)
+        self._not_unusual = np.flatnonzero((roles_all == _MISSING) | (roles_all == _SPREAD))
+        self._not_pushing = np.flatnonzero(roles_all == _MISSING)
+        self._missing_idx = np.flatnonzero(roles_all == _MISSING)
+        self._missing_now = np.empty(_N_VITALS, dtype=np.float64)
+        self._measured = np.empty(_N_VITALS, dtype=bool)
+        self._strength = np.empty(n, dtype=np.float64)
+        self._contrib = np.empty(n + 3, dtype=np.float64)
+        self._by_vital = np.empty(_N_VITALS, dtype=np.float64)
+        self._col = np.empty(_N_VITALS, dtype=np.intp)
+        self._ones = np.ones(fpv, dtype=np.float64)
         self._ae = plan.autoencoder
         self._fc = plan.forecaster_model
         fill = (np.asarray(spec.fill_values) - fc.vitals_mean) / fc.vitals_scale
@@ -446,12 +509,31 @@ class LearnedDetector:
                     if missing >= self._warmup_rows:
                         st.history = 0
             np.copyto(self._row, row[1:])
+            st.valid_now = bool(np.isfinite(self._row).any())  # the monitor's own (rule 5)
+            for col in self._manual_cols:  # rule 10; np.copyto(where=) would buffer 8 KiB
+                if math.isnan(self._row[col]):
+                    self._row[col] = self._manual_row[col]
             self._push(st, self._row)
             st.history += 1
             st.fed_s = t
-        if new:
-            st.valid_now = bool(np.isfinite(self._row).any())
         return new > 0
+
+    def _manual(self, bed: BedState, now: float) -> None:
+        """Rule 10: the bed's manual vitals no older than ``manual_max_age_s``, NaN elsewhere."""
+        row = self._manual_row
+        if self._manual_cols:
+            row.fill(np.nan)
+            self._manual_cols.clear()
+        if self._manual_max_age_s <= 0.0 or not bed.manual:
+            return
+        for name, (value, taken_s) in bed.manual.items():
+            col = self._vital_col.get(name)
+            if col is not None and now - taken_s <= self._manual_max_age_s:
+                row[col] = float(value)
+        sbp, dbp = row[self._vital_col["sbp_mmhg"]], row[self._vital_col["dbp_mmhg"]]
+        if math.isnan(row[self._vital_col["map_mmhg"]]) and not math.isnan(sbp + dbp):
+            row[self._vital_col["map_mmhg"]] = (sbp + 2.0 * dbp) / 3.0
+        self._manual_cols.extend(c for c in range(_N_VITALS) if not math.isnan(row[c]))
 
     # -- scoring (rule 4) --------------------------------------------------------------------
 
@@ -526,6 +608,9 @@ class LearnedDetector:
             else {k: v for k, v in sample.values.items() if v is not None}
         )
         common = {"model": self._model, "values": values, "scores": scores, "votes": votes}
+        assert st.features is not None  # scored rows have features (_score)
+        np.take(st.features, self._missing_idx, out=self._missing_now)
+        measured = np.less(self._missing_now, 0.5, out=self._measured)
         out: list[Detection] = []
         if sum(votes_t) >= MIN_VOTES:
             voted = [name for name, v in votes.items() if v]
@@ -543,6 +628,7 @@ class LearnedDetector:
                         f"flag it ({detail})"
                     ),
                     thresholds={THRESHOLD_KEYS[n]: t[THRESHOLD_KEYS[n]] for n in ENSEMBLE},
+                    drivers=self._ensemble_drivers(measured, values),
                     **common,  # type: ignore[arg-type]
                 )
             )
@@ -555,6 +641,7 @@ class LearnedDetector:
                         f"deterioration risk {risk_p:.2f} > {t['risk.probability']:.2f}"
                     ),
                     thresholds={"risk.probability": t["risk.probability"]},
+                    drivers=self._risk_drivers(measured, values),
                     **common,  # type: ignore[arg-type]
                 )
             )
@@ -569,10 +656,82 @@ class LearnedDetector:
                         f" s, probability {p_event:.2f} > {t['forecaster.p_event']:.2f}"
                     ),
                     thresholds={"forecaster.p_event": t["forecaster.p_event"]},
+                    drivers=(self._forecast_drivers(st, measured, values)
+                             or self._ensemble_drivers(measured, values)),
                     **common,  # type: ignore[arg-type]
                 )
             )
         st.detections = out
+
+    def _unusual(self, measured: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
+        """|z| of each level and trend feature as (vital, feature); -inf for the window stds
+        and missing flags, and for vitals not measured now (rule 9). Scratch: no allocation."""
+        out = np.abs(self._z, out=self._strength)
+        out[self._not_unusual] = -np.inf
+        by_vital = out.reshape(_N_VITALS, -1)
+        for v in range(_N_VITALS):
+            if not measured[v]:
+                by_vital[v] = -np.inf
+        return by_vital
+
+    def _top(
+        self, order: npt.NDArray[np.float64], col: npt.NDArray[np.intp], floor: float,
+        values: Mapping[str, float],
+    ) -> tuple[Driver, ...]:
+        """Vitals by ``order`` from ``floor`` up; direction from feature ``col`` (rule 9)."""
+        z = self._z.reshape(_N_VITALS, -1)
+        out: list[Driver] = []
+        # sorted() over 7 vitals: np.argsort(kind="stable") would allocate a 6 KiB buffer.
+        for v in sorted(range(_N_VITALS), key=lambda i: -order[i])[:MAX_DRIVERS]:
+            if not order[v] >= floor:
+                break
+            c = col[v]
+            name = VITAL_NAMES[v]
+            words = _WORDS[int(self._roles[c])]
+            out.append(Driver(name, words[0] if z[v, c] > 0 else words[1], values.get(name)))
+        return tuple(out)
+
+    def _ensemble_drivers(
+        self, measured: npt.NDArray[np.bool_], values: Mapping[str, float]
+    ) -> tuple[Driver, ...]:
+        """Rule 9, ensemble: vitals by their level or trend feature furthest from the mean."""
+        strength = self._unusual(measured)
+        col = strength.argmax(axis=1, out=self._col)
+        best = self._by_vital
+        for v in range(_N_VITALS):
+            best[v] = strength[v, col[v]]
+        return self._top(best, col, DRIVER_Z, values)
+
+    def _risk_drivers(
+        self, measured: npt.NDArray[np.bool_], values: Mapping[str, float]
+    ) -> tuple[Driver, ...]:
+        """Rule 9, risk: vitals by their total push on the logit, said the ensemble's way."""
+        contrib = self._plan.risk.contributions(self._risk_in, out=self._contrib)[: self._n]
+        contrib[self._not_pushing] = 0.0
+        # A product with ones, not np.sum(axis=1): the reduction would buffer (allocate).
+        total = np.dot(contrib.reshape(_N_VITALS, -1), self._ones, out=self._by_vital)
+        for v in range(_N_VITALS):
+            if not measured[v]:
+                total[v] = -np.inf
+        col = self._unusual(measured).argmax(axis=1, out=self._col)
+        return self._top(total, col, DRIVER_LOGIT, values)
+
+    def _forecast_drivers(
+        self, st: _BedState, measured: npt.NDArray[np.bool_], values: Mapping[str, float]
+    ) -> tuple[Driver, ...]:
+        """Rule 9, early warning: where the forecast ends against where each vital is now."""
+        now = np.array([values.get(name, np.nan) for name in VITAL_NAMES])
+        end = st.fc_now[-1]
+        change = np.where(measured, (end - now) / self._fc_scale, np.nan)
+        size = np.nan_to_num(np.abs(change), nan=-np.inf)
+        out: list[Driver] = []
+        for v in sorted(range(_N_VITALS), key=lambda i: -size[i])[:MAX_DRIVERS]:
+            if not size[v] >= DRIVER_FORECAST:
+                break
+            name = VITAL_NAMES[v]
+            out.append(Driver(name, "rising" if change[v] > 0 else "falling", float(now[v]),
+                              float(end[v])))
+        return tuple(out)
 
     # -- the Detector protocol ---------------------------------------------------------------
 
@@ -585,6 +744,7 @@ class LearnedDetector:
         st = self._beds.get(bed.bed_id)
         if st is None:
             return []
+        self._manual(bed, now)
         if self._feed(st, bed.vitals):
             self._score(st, bed.vitals)
         if st.fed_s is None or now - st.fed_s > self._stale_s or not st.valid_now:
@@ -689,11 +849,27 @@ class LearnedSetup:
     ``status`` is ``{"state": "off"}``, ``{"state": "loaded", "version", "model", "bundle"}``
     or ``{"state": "refused", "bundle", "reason"}``. ``gate``: the learned detector when it
     loaded and ``model.artefact_hold_s`` is above 0 (rule 8), for `edge.runtime.EdgeCore`.
+    ``own``: the detectors the model section added after the defaults (the learned detector,
+    or `ModelUnavailableDetector`), kept by a reload that leaves the model alone.
     """
 
     detectors: list[Detector]
     status: Mapping[str, str]
     gate: LearnedDetector | None = None
+    own: tuple[Detector, ...] = ()
+
+    def with_defaults(self, config: EdgeConfig) -> LearnedSetup:
+        """The same model detectors (and their per-bed windows) after ``config``'s defaults:
+        what a reload that changed limits, timing or NEWS2 but not the model runs."""
+        defaults = default_detectors(config.limits, config.technical, config.alarms, config.news2)
+        return replace(self, detectors=[*defaults, *self.own])
+
+
+def model_key(config: EdgeConfig) -> tuple[object, ...]:
+    """What `load_learned` reads beyond the defaults: when it is unchanged, a reload keeps the
+    loaded model (`LearnedSetup.with_defaults`) instead of loading the bundle again."""
+    return (config.model, config.alarms.stale_s, config.news2.manual_max_age_s,
+            tuple(b.id for b in config.beds), config.technical.priority("model_unavailable"))
 
 
 def load_learned(config: EdgeConfig) -> LearnedSetup:
@@ -713,6 +889,7 @@ def load_learned(config: EdgeConfig) -> LearnedSetup:
         learned = LearnedDetector(
             bundle, [b.id for b in config.beds], stale_s=config.alarms.stale_s,
             artefact_hold_s=config.model.artefact_hold_s,
+            manual_max_age_s=config.news2.manual_max_age_s,
         )
     except (BundleError, ModelError, OSError, ValueError) as exc:
         reason = str(exc)
@@ -726,8 +903,9 @@ def load_learned(config: EdgeConfig) -> LearnedSetup:
             [*detectors, learned],
             {"state": "loaded", "version": bundle.version, "model": learned.model, "bundle": path},
             learned if config.model.artefact_hold_s > 0 else None,
+            (learned,),
         )
     priority = config.technical.priority("model_unavailable")
-    if priority is not None:
-        detectors.append(ModelUnavailableDetector(reason, priority))
-    return LearnedSetup(detectors, {"state": "refused", "bundle": path, "reason": reason})
+    own = (ModelUnavailableDetector(reason, priority),) if priority is not None else ()
+    return LearnedSetup([*detectors, *own], {"state": "refused", "bundle": path, "reason": reason},
+                        own=own)

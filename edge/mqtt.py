@@ -34,7 +34,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -46,7 +46,7 @@ from edge.events import Priority
 from edge.outbox import Outbox
 from edge.payloads import OFFLINE_PAYLOAD
 
-__all__ = ["MqttPublisher", "tls_context"]
+__all__ = ["MqttPublisher", "Security", "secure", "tls_context"]
 
 _log = logging.getLogger(__name__)
 
@@ -60,12 +60,42 @@ _AUTH_FAILURES: Final = frozenset({4, 5, 134, 135})
 """CONNACK codes for bad credentials: MQTT 3.1.1 4 and 5, MQTT 5 0x86 and 0x87."""
 
 
-def tls_context(config: MqttConfig) -> ssl.SSLContext:
+class Security(Protocol):
+    """Credentials and TLS of an MQTT client: `MqttConfig` for the edge,
+    `edge.remote.ClientSecurity` for the command-line clients."""
+
+    @property
+    def username(self) -> str: ...
+    @property
+    def password(self) -> str: ...
+    @property
+    def tls_ca_file(self) -> str: ...
+    @property
+    def tls_cert_file(self) -> str: ...
+    @property
+    def tls_key_file(self) -> str: ...
+    @property
+    def uses_tls(self) -> bool: ...
+
+
+def tls_context(config: Security) -> ssl.SSLContext:
     """Client TLS: the broker's certificate verified (by ``tls_ca_file``, else the system CAs)
     against its host name or IP; the client certificate when configured."""
     context = ssl.create_default_context(cafile=config.tls_ca_file or None)
     if config.tls_cert_file:
         context.load_cert_chain(config.tls_cert_file, config.tls_key_file)
+    return context
+
+
+def secure(client: mqtt.Client, security: Security) -> ssl.SSLContext | None:
+    """Put ``security``'s username/password and TLS on ``client`` before it connects; the TLS
+    context it uses (None without TLS). One place for the edge and every CLI client."""
+    if security.username:
+        client.username_pw_set(security.username, security.password or None)
+    if not security.uses_tls:
+        return None
+    context = tls_context(security)
+    client.tls_set_context(context)
     return context
 
 
@@ -110,11 +140,7 @@ class MqttPublisher:
         client.on_publish = self._on_publish
         client.on_connect_fail = self._on_connect_fail
         client.on_message = self._on_message
-        if config.username:
-            client.username_pw_set(config.username, config.password or None)
-        self._tls: ssl.SSLContext | None = tls_context(config) if config.uses_tls else None
-        if self._tls is not None:
-            client.tls_set_context(self._tls)
+        self._tls = secure(client, config)
         self.last_error: str | None = None
         self._client = client
 

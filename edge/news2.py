@@ -48,6 +48,7 @@ __all__ = [
     "News2",
     "News2Inputs",
     "Response",
+    "direction",
     "news2",
     "news2_inputs",
     "subscore",
@@ -169,6 +170,8 @@ class News2:
     response: Response
     red: tuple[str, ...] = field(default_factory=tuple)
     """Parameters scoring 3."""
+    values: Mapping[str, float | str | bool] = field(default_factory=dict, compare=False)
+    """The scored inputs (consciousness as its ACVPU letter), for explanations."""
 
     @property
     def complete(self) -> bool:
@@ -235,7 +238,22 @@ def news2(inputs: News2Inputs, *, scale: int = 1) -> News2:
         sub["consciousness"] = 0 if inputs.consciousness is Consciousness.ALERT else _RED
     total = sum(sub.values())
     red = tuple(name for name, s in sub.items() if s >= _RED)
-    return News2(total, sub, tuple(missing), scale, _response(total, red), red)
+    scored = {name: getattr(inputs, name) for name in sub}
+    if "consciousness" in scored:
+        scored["consciousness"] = Consciousness(scored["consciousness"]).value
+    return News2(total, sub, tuple(missing), scale, _response(total, red), red, scored)
+
+
+def direction(parameter: str, value: float, *, scale: int = 1) -> str:
+    """``low`` or ``high``: the side of the score-0 band ``value`` is on (for a parameter that
+    scored). SpO2 on scale 1 only scores low; on scale 2 at 93 % or more (on oxygen) it is high.
+    """
+    if parameter == "spo2_pct":
+        return "high" if scale == 2 and _chart(value) >= _SPO2_SCALE2_OXYGEN_FROM else "low"
+    temp = parameter == "temp_c"
+    table = BANDS["temp_dc" if temp else parameter]
+    zero = next(lower for lower, s in table if s == 0)
+    return "low" if _chart(value, tenths=temp) < zero else "high"
 
 
 _MEASURED: Final = ("rr_per_min", "spo2_pct", "sbp_mmhg", "hr_bpm", "temp_c")

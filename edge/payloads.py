@@ -151,6 +151,10 @@ def alert_payload(device: str, event: AlertEvent, epoch_s: float, started_epoch_
             "reason": event.reason,
             "acknowledged": event.acknowledged,
             "latched": event.latched,
+            "explanation": event.explanation,
+            "drivers": [
+                {"name": d.name, "direction": d.direction} for d in event.drivers
+            ],
             "silenced_until": (
                 None if event.silenced_until_s is None
                 else iso_utc(epoch_s + event.silenced_until_s - event.time_s)

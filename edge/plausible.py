@@ -16,6 +16,7 @@ from typing import Final
 from edge.config import HR_RANGE_BPM, RR_RANGE_PER_MIN, SPO2_RANGE_PCT, TEMP_RANGE_C
 
 __all__ = [
+    "AGE_YEARS",
     "GLUCOSE_MG_DL",
     "GLUCOSE_UNITS",
     "MG_DL_PER_MMOL_L",
@@ -142,6 +143,13 @@ PLAUSIBLE_RANGES: Final[Mapping[str, PlausibleRange]] = {
     ),
 }
 """Field of `ManualVitals` -> its plausible range, unit and source."""
+
+AGE_YEARS: Final = PlausibleRange(
+    "age", "Age", "years", 0.0, 120.0,
+    "0 (a newborn) to 120 (older than any verified human); the age only sets the band an "
+    "alert's explanation names (edge/explain.py), no score uses it",
+)
+"""The patient's age, a manual reading of its own (not in `PLAUSIBLE_RANGES`: not a vital)."""
 
 _GLUCOSE = PLAUSIBLE_RANGES["glucose_mmol_l"]
 GLUCOSE_MG_DL: Final = PlausibleRange(

@@ -10,17 +10,25 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import ssl
 import threading
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.commands import RESULT_LEAF, parse_command
+from edge.mqtt import Security, secure
 
-__all__ = ["CommandTimeoutError", "fetch_status", "format_status", "send_command"]
+__all__ = [
+    "ClientSecurity", "CommandTimeoutError", "client_security", "fetch_status", "format_status",
+    "send_command",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -28,7 +36,50 @@ _QOS: int = 1
 
 
 class CommandTimeoutError(TimeoutError):
-    """No answer in time; the message says whether the broker or the edge was silent."""
+    """No answer: the message says whether the broker was unreachable, refused us (bad
+    credentials, untrusted certificate) or the edge was silent."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSecurity:
+    """Credentials and TLS of a command-line client (`edge.mqtt.Security`), from its flags."""
+
+    username: str = ""
+    password: str = field(default="", repr=False)
+    tls: bool = False
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+
+    @property
+    def uses_tls(self) -> bool:
+        """TLS with ``--tls``, or implied by a CA or client certificate."""
+        return self.tls or bool(self.tls_ca_file or self.tls_cert_file)
+
+
+def _readable(path: str, flag: str) -> None:
+    if path and not os.access(path, os.R_OK):
+        raise ValueError(f"{flag} {path}: not a readable file")
+
+
+def client_security(
+    *, username: str = "", password_file: str = "", tls: bool = False, tls_ca: str = "",
+    tls_cert: str = "", tls_key: str = "",
+) -> ClientSecurity:
+    """Check the security flags (ValueError naming the flag) and read the password file's first
+    line (a password is never a flag of its own: it would show in ``ps`` and shell history)."""
+    for path, flag in ((password_file, "--password-file"), (tls_ca, "--tls-ca"),
+                       (tls_cert, "--tls-cert"), (tls_key, "--tls-key")):
+        _readable(path, flag)
+    if bool(tls_cert) != bool(tls_key):
+        raise ValueError("--tls-cert and --tls-key go together (a client certificate and its key)")
+    if password_file and not username:
+        raise ValueError("--password-file needs --username")
+    password = ""
+    if password_file:
+        lines = Path(password_file).read_text(encoding="utf-8").splitlines()
+        password = lines[0] if lines else ""
+    return ClientSecurity(username, password, tls, tls_ca, tls_cert, tls_key)
 
 
 class _Waiter:
@@ -37,18 +88,36 @@ class _Waiter:
 
     def __init__(
         self, host: str, port: int, topic: str, accept: Callable[[dict[str, Any]], bool],
-        client_id: str,
+        client_id: str, *, security: Security | None = None,
     ) -> None:
         self.host, self.port = host, port
+        self.topic = topic
         self.subscribed = threading.Event()
         self.answered = threading.Event()
+        self.refused: str | None = None
         self.result: dict[str, Any] = {}
         self._accept = accept
         self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
                                   client_id=client_id)
-        self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=_QOS)
+        if security is not None:
+            secure(self.client, security)
+        self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *_: self.subscribed.set()
         self.client.on_message = self._on_message
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:  # bad credentials: say so instead of timing out
+            self.refused = f"MQTT broker {self.host}:{self.port} refused the connection: " \
+                f"{reason} (check --username and --password-file)"
+            self.subscribed.set()
+            self.answered.set()
+            return
+        client.subscribe(self.topic, qos=_QOS)
+
+    def check(self) -> None:
+        """Raise CommandTimeoutError when the broker refused the connection."""
+        if self.refused is not None:
+            raise CommandTimeoutError(self.refused)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         try:
@@ -62,6 +131,11 @@ class _Waiter:
     def __enter__(self) -> _Waiter:
         try:
             self.client.connect(self.host, self.port, keepalive=30)
+        except ssl.SSLCertVerificationError as exc:
+            raise CommandTimeoutError(
+                f"MQTT broker {self.host}:{self.port}: its TLS certificate is not trusted "
+                f"({exc.verify_message}; give its CA with --tls-ca)"
+            ) from exc
         except OSError as exc:
             raise CommandTimeoutError(
                 f"MQTT broker {self.host}:{self.port} not reachable: {exc}"
@@ -76,7 +150,7 @@ class _Waiter:
 
 def send_command(
     host: str, port: int, *, topic_prefix: str, device: str, name: str,
-    body: dict[str, Any], timeout_s: float = 5.0,
+    body: dict[str, Any], timeout_s: float = 5.0, security: Security | None = None,
 ) -> dict[str, Any]:
     """Publish command ``name`` with ``body`` to ``device``; returns the edge's result object.
 
@@ -90,11 +164,12 @@ def send_command(
     base = f"{topic_prefix}/{device}/cmd"
     with _Waiter(host, port, f"{base}/{RESULT_LEAF}",
                  lambda data: data.get("request_id") == request_id,
-                 f"vigil-cmd-{request_id[:12]}") as waiter:
+                 f"vigil-cmd-{request_id[:12]}", security=security) as waiter:
         if not waiter.subscribed.wait(timeout_s):
             raise CommandTimeoutError(
                 f"MQTT broker {host}:{port} did not answer in {timeout_s:g} s"
             )
+        waiter.check()
         waiter.client.publish(f"{base}/{name}", payload, qos=_QOS, retain=False)
         if not waiter.answered.wait(timeout_s):
             raise CommandTimeoutError(
@@ -105,13 +180,16 @@ def send_command(
 
 
 def fetch_status(
-    host: str, port: int, *, topic_prefix: str, device: str, timeout_s: float = 5.0
+    host: str, port: int, *, topic_prefix: str, device: str, timeout_s: float = 5.0,
+    security: Security | None = None,
 ) -> dict[str, Any]:
     """The edge's retained status (docs/mqtt.md), read from the broker; CommandTimeoutError
     when the broker is unreachable or holds no status for ``device``."""
     with _Waiter(host, port, f"{topic_prefix}/{device}/status", lambda _: True,
-                 f"vigil-status-{uuid.uuid4().hex[:12]}") as waiter:
-        if not waiter.answered.wait(timeout_s):
+                 f"vigil-status-{uuid.uuid4().hex[:12]}", security=security) as waiter:
+        answered = waiter.answered.wait(timeout_s)
+        waiter.check()
+        if not answered:
             raise CommandTimeoutError(
                 f"no status of edge {device!r} on {host}:{port} within {timeout_s:g} s "
                 "(never started, or another topic prefix?)"
@@ -126,12 +204,15 @@ def format_status(device: str, status: dict[str, Any]) -> str:
     health = status.get("health", {})
     alerts = status.get("alerts", {})
     model = status.get("model", {})
+    reloads = health.get("config_reloads", {})
     lines = [
         f"{device}: online, version {status.get('version')}, up {health.get('uptime_s')} s, "
         f"status at {status.get('time')}",
         f"  model: {model.get('state')} {model.get('version', model.get('reason', ''))}".rstrip(),
         f"  scoring pass: median {health.get('evaluate_median_ms')} ms, "
         f"p99 {health.get('evaluate_p99_ms')} ms",
+        f"  configuration reloads: {reloads.get('applied')} applied, "
+        f"{reloads.get('refused')} refused",
         f"  alerts: {alerts.get('active')} active, {alerts.get('queued')} queued, "
         f"{alerts.get('in_flight')} in flight, {alerts.get('delivered')} delivered, "
         f"dropped {alerts.get('dropped')}",

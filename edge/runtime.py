@@ -28,18 +28,20 @@ from edge.alarms import AlarmManager, alarm_timing
 from edge.bedstate import BedState, VitalsSample
 from edge.commands import (
     Acknowledge,
-    Command,
+    BedCommand,
     CommandError,
     ManualReading,
+    Reload,
     parse_command,
     result_payload,
 )
-from edge.config import EdgeConfig
+from edge.config import ConfigError, EdgeConfig
 from edge.detect import Detector, FixedLimitsDetector, default_detectors
 from edge.events import AlertEvent, Detection
+from edge.explain import explain
 from edge.homeassistant import discovery_messages
 from edge.journal import Journal
-from edge.learned import load_learned
+from edge.learned import LearnedSetup, load_learned, model_key
 from edge.mqtt import MqttPublisher
 from edge.news2 import News2, news2, news2_inputs
 from edge.outbox import Outbox
@@ -51,6 +53,7 @@ from edge.payloads import (
     status_payload,
     vitals_payload,
 )
+from edge.reload import plan_reload
 from edge.systemd import Notifier
 from firmware_bridge.codec import DecoderStats
 from firmware_bridge.frames import Frame, StatusFrame, VitalsFrame
@@ -62,8 +65,8 @@ _log = logging.getLogger(__name__)
 _EVAL_INTERVAL_S: Final = 1.0
 """A bed without new frames is still re-evaluated this often (staleness, link supervision)."""
 _TICK_S: Final = 0.1
-_EVAL_SAMPLES: Final = 1000
 """Longest the runtime loop sleeps waiting for frames; bounds the latency of everything else."""
+_EVAL_SAMPLES: Final = 1000
 _INBOX_MAX: Final = 10_000
 """Frames buffered between reader threads and the runtime thread (~20 s of a busy board)."""
 _DRAIN_MAX: Final = 1000
@@ -105,6 +108,14 @@ class ArtefactGate(Protocol):
         ...
 
 
+def _gate_limits(config: EdgeConfig) -> dict[str, tuple[str, str, float]]:
+    """kind -> (vital, direction, mildest threshold) of each configured limit, for the gate."""
+    return {
+        r.spec.kind: (r.spec.vital, r.spec.direction, r.thresholds[-1][1])
+        for r in config.limits.rules
+    }
+
+
 class EdgeCore:
     """Bed states + detectors + alarm manager, without threads, sockets or clocks.
 
@@ -123,11 +134,7 @@ class EdgeCore:
     ) -> None:
         self.config = config
         self.gate = gate
-        # kind -> (vital, direction, mildest threshold) of each configured limit, for the gate.
-        self._limits = {
-            r.spec.kind: (r.spec.vital, r.spec.direction, r.thresholds[-1][1])
-            for r in config.limits.rules
-        }
+        self._limits = _gate_limits(config)
         self.beds: dict[str, BedState] = {
             bed.id: BedState(
                 bed.id,
@@ -151,6 +158,20 @@ class EdgeCore:
         self._last_eval: dict[str, float] = {}
         self._vitals_pending: set[str] = set()
         self._last_vitals_out: dict[str, float] = {}
+
+    def reconfigure(
+        self, config: EdgeConfig, detectors: Sequence[Detector], gate: ArtefactGate | None
+    ) -> None:
+        """Run with ``config`` and ``detectors`` from the next `evaluate` on (a reload, see
+        edge/reload.py: same beds). Bed states (windows, manual readings, NEWS2) and the alarm
+        manager's alerts carry over; every bed is evaluated and NEWS2-scored at once."""
+        self.config = config
+        self.gate = gate
+        self._limits = _gate_limits(config)
+        self.detectors = list(detectors)
+        self.alarms.retime(alarm_timing(config.alarms))
+        self._dirty.update(self.beds)
+        self._news2_now.update(self.beds)
 
     def on_frame(self, bed: str, frame: Frame, now: float) -> None:
         """A frame from ``bed``'s board arrived at ``now`` (s)."""
@@ -185,8 +206,17 @@ class EdgeCore:
                     _log.exception("detector %s failed on bed %s", detector.model, bed_id)
             if self.gate is not None:
                 detections = self._hold(bed_id, detections)
-            events.extend(self.alarms.update(bed_id, detections, now))
+            events.extend(self._explained(bed_id, self.alarms.update(bed_id, detections, now)))
         return events
+
+    def _explained(self, bed_id: str, events: list[AlertEvent]) -> list[AlertEvent]:
+        """The events with their plain-language explanation (edge/explain.py), made only for
+        events (rare), with the bed's recorded age when there is one."""
+        if not events:
+            return events
+        age = self.beds[bed_id].manual.get("age_years")
+        years = None if age is None else float(age[0])
+        return [replace(e, explanation=explain(e, years)) for e in events]
 
     def _hold(self, bed_id: str, detections: list[Detection]) -> list[Detection]:
         assert self.gate is not None
@@ -203,7 +233,7 @@ class EdgeCore:
             out.append(replace(d, hold_s=hold) if hold > 0.0 else d)
         return out
 
-    def command(self, cmd: Command, now: float) -> tuple[list[AlertEvent], str]:
+    def command(self, cmd: BedCommand, now: float) -> tuple[list[AlertEvent], str]:
         """Apply an acknowledge or an audio pause at ``now``; (alert events, what was done).
 
         Raises CommandError naming the field for a bed that is not configured, an alert id
@@ -212,7 +242,7 @@ class EdgeCore:
         if cmd.bed not in self.beds:
             raise CommandError(f"bed: no bed {cmd.bed!r}; beds: {', '.join(self.beds)}")
         if isinstance(cmd, Acknowledge):
-            events = self.alarms.acknowledge(cmd.bed, now, cmd.alert_id)
+            events = self._explained(cmd.bed, self.alarms.acknowledge(cmd.bed, now, cmd.alert_id))
             if not events and cmd.alert_id is not None:
                 raise CommandError(
                     f"id: {cmd.alert_id!r} is not an announced, unacknowledged alert of bed "
@@ -228,7 +258,7 @@ class EdgeCore:
                               for k, v in cmd.values.items())
             return [], f"recorded for bed {cmd.bed}: {shown}"
         try:
-            events = self.alarms.silence(cmd.bed, cmd.seconds, now)
+            events = self._explained(cmd.bed, self.alarms.silence(cmd.bed, cmd.seconds, now))
         except ValueError as exc:
             raise CommandError(f"seconds: {exc}") from None
         return events, (
@@ -331,8 +361,11 @@ class Runtime:
         detectors: Sequence[Detector] | None = None,
         reader_factory: ReaderFactory = _default_reader_factory,
         notifier: Notifier | None = None,
+        reload_config: Callable[[], EdgeConfig] | None = None,
     ) -> None:
         self.config = config
+        self._reload_config = reload_config
+        self.reloads = {"applied": 0, "refused": 0}
         self.clock: Clock = clock or SystemClock()
         self.notifier = notifier or Notifier()
         self._started_s = self.clock.monotonic()
@@ -343,11 +376,12 @@ class Runtime:
         # The learned model is loaded (and verified) here, once; a refused bundle leaves the
         # fixed limits running plus the technical alert model_unavailable (edge.learned).
         self.model_status: dict[str, str] | None = None
+        self._setup: LearnedSetup | None = None
         gate = None
         if detectors is None:
-            setup = load_learned(config)
-            detectors, self.model_status = setup.detectors, dict(setup.status)
-            gate = setup.gate
+            self._setup = load_learned(config)
+            detectors, self.model_status = self._setup.detectors, dict(self._setup.status)
+            gate = self._setup.gate
         self.core = EdgeCore(config, now=self.clock.monotonic(), detectors=detectors, gate=gate)
         self.journal = (
             Journal(config.journal.state_dir, max_age_s=config.journal.max_age_s)
@@ -355,9 +389,10 @@ class Runtime:
         )
         self.outbox = Outbox(config.mqtt.queue_max, journal=self.journal)
         self.outbox.restore()
-        # Commands arrive on the MQTT network thread and are applied on the runtime thread; an
-        # unbounded queue: a command is never dropped (a frame may be, see _INBOX_MAX).
-        self._commands: queue.SimpleQueue[tuple[str, bytes]] = queue.SimpleQueue()
+        # Commands arrive on the MQTT network thread (and SIGHUP in a signal handler, payload
+        # None) and are applied on the runtime thread; SimpleQueue.put is reentrant, and the
+        # queue is unbounded: a command is never dropped (a frame may be, see _INBOX_MAX).
+        self._commands: queue.SimpleQueue[tuple[str, bytes | None]] = queue.SimpleQueue()
         self.publisher = MqttPublisher(
             config.mqtt,
             status_topic=config.topic("status"),
@@ -507,15 +542,17 @@ class Runtime:
             request_id = None
             events: list[AlertEvent] = []
             try:
-                cmd = parse_command(name, payload)
+                cmd = Reload() if payload is None else parse_command(name, payload)
                 request_id = cmd.request_id
-                events, detail = self.core.command(cmd, self.clock.monotonic())
+                if isinstance(cmd, Reload):  # file I/O and model loading: not the core's
+                    ok, detail = self.reload()
+                else:
+                    events, detail = self.core.command(cmd, self.clock.monotonic())
+                    ok = True
+                    _log.info("command %s: %s", name, detail)
             except CommandError as exc:
                 ok, detail = False, str(exc)
                 _log.warning("command %s refused: %s", name, detail)
-            else:
-                ok = True
-                _log.info("command %s: %s", name, detail)
             for event in events:
                 self._emit(event)
             if events:
@@ -524,6 +561,70 @@ class Runtime:
                 name, request_id, ok=ok, detail=detail, events=len(events),
                 time=iso_utc(self.clock.time()),
             ))
+
+    def request_reload(self) -> None:
+        """Re-read the configuration between two ticks (safe to call from a signal handler:
+        SIGHUP). Answered on ``cmd/result`` like ``cmd/reload``, with request_id null."""
+        self._commands.put(("reload", None))
+
+    def reload(self) -> tuple[bool, str]:
+        """Read the configuration again and apply all of it, or none of it (edge/reload.py).
+
+        Readers and the broker session are not touched, so frames keep arriving in the inbox
+        while this runs; they are processed on the next tick. Returns (applied, what happened).
+        """
+        if self._reload_config is None:
+            return False, "reload: this runtime was started without a configuration file"
+        self.notifier.notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        try:
+            ok, detail = self._reload()
+        finally:
+            self.notifier.notify(f"READY=1\nSTATUS=monitoring {len(self.config.beds)} bed(s)")
+        self.reloads["applied" if ok else "refused"] += 1
+        (_log.info if ok else _log.error)("configuration reload: %s", detail)
+        return ok, detail
+
+    def _reload(self) -> tuple[bool, str]:
+        assert self._reload_config is not None
+        try:
+            new = self._reload_config()
+        except ConfigError as exc:
+            return False, "invalid, nothing applied: " + "; ".join(exc.errors)
+        plan = plan_reload(self.config, new)
+        if not plan.applicable:
+            return False, (
+                f"{', '.join(plan.restart)} changed: that needs a restart (systemctl restart "
+                "vigil-edge); nothing applied"
+            )
+        if not plan.changed:
+            return True, "no changes"
+        old = self.config
+        if self._setup is None:  # detectors injected (tests, tools): keep them as given
+            detectors, gate = self.core.detectors, self.core.gate
+        else:
+            self._setup = (
+                self._setup.with_defaults(new) if model_key(new) == model_key(old)
+                else load_learned(new)
+            )
+            detectors, gate = self._setup.detectors, self._setup.gate
+            self.model_status = dict(self._setup.status)
+        self.config = new
+        self.core.reconfigure(new, detectors, gate)
+        if plan.affects("homeassistant"):
+            self._rediscover(old)
+        return True, "applied " + ", ".join(plan.changed)
+
+    def _rediscover(self, old: EdgeConfig) -> None:
+        """Home Assistant discovery after a reload: an empty retained payload removes an entity
+        (switched off, or moved to another prefix), then the current ones are published."""
+        current = (dict(discovery_messages(self.config, self._version))
+                   if self.config.homeassistant.enabled else {})
+        if old.homeassistant.enabled:
+            for topic, _ in discovery_messages(old, self._version):
+                if topic not in current:
+                    self.publisher.publish_retained(topic, b"")
+        for topic, payload in current.items():
+            self.publisher.publish_retained(topic, payload)
 
     def _epoch(self, mono_s: float) -> float:
         return self.clock.time() - (self.clock.monotonic() - mono_s)
@@ -567,6 +668,7 @@ class Runtime:
             "evaluate_median_ms": round(float(np.median(recent)), 3) if n else None,
             "evaluate_p99_ms": round(float(np.percentile(recent, 99)), 3) if n else None,
             "frames_per_s": rates,
+            "config_reloads": dict(self.reloads),
         }
         alerts = {
             "active": len(self.core.alarms.active()),

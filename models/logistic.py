@@ -224,11 +224,12 @@ class LogisticScorer:
         e = math.exp(-abs(logit))
         return e / (1.0 + e) if logit < 0.0 else 1.0 / (1.0 + e)
 
-    def contributions(self, x: npt.ArrayLike) -> FloatArray:
+    def contributions(self, x: npt.ArrayLike, out: FloatArray | None = None) -> FloatArray:
         """Per-feature push on the logit, ``coef_j * (x_j - mean_j) / scale_j``.
 
         ``x`` is one row (n_features,) or a batch (n_rows, n_features); the result has the same
-        shape. ``intercept + contributions(x).sum(-1)`` is the logit (up to summation order).
+        shape, written into ``out`` when given (no allocation: the edge explains alerts with
+        it). ``intercept + contributions(x).sum(-1)`` is the logit (up to summation order).
         """
         arr = np.asarray(x, dtype=np.float64)
         if arr.ndim not in (1, 2) or arr.shape[-1] != self.n_features:
@@ -236,8 +237,10 @@ class LogisticScorer:
                 f"x must be ({self.n_features},) or (n_rows, {self.n_features}), "
                 f"got shape {arr.shape}"
             )
-        z = (arr - self._mean) / self._scale
-        z *= self._coef
+        z = np.empty_like(arr) if out is None else out
+        np.subtract(arr, self._mean, out=z)
+        np.divide(z, self._scale, out=z)
+        np.multiply(z, self._coef, out=z)
         return z
 
     def to_arrays(self) -> dict[str, npt.NDArray[Any]]:

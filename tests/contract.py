@@ -27,6 +27,7 @@ TOPICS: dict[str, str] = {
     "cmd/ack": "cmd-ack",
     "cmd/silence": "cmd-silence",
     "cmd/reading": "cmd-reading",
+    "cmd/reload": "cmd-reload",
     "cmd/result": "cmd-result",
 }
 

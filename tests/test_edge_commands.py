@@ -217,7 +217,7 @@ def test_manual_reading_through_the_cli_rescores_news2_at_once(
     assert (first["total"], first["complete"]) == (0, False)
     assert set(first["missing"]) == {"consciousness", "on_oxygen"}
     assert _cli(mosquitto, device_id, "reading", "--bed", "bed1", "--consciousness", "C",
-                "--oxygen", "yes", "--glucose", "7.5") == 0
+                "--oxygen", "yes", "--glucose", "7.5", "--age", "67") == 0
     assert "OK reading" in capsys.readouterr().out
     scored = sub.wait_for(lambda m: m.topic.endswith("/news2/bed1")
                           and m.data["total"] == 5).data
@@ -231,6 +231,11 @@ def test_manual_reading_through_the_cli_rescores_news2_at_once(
     alert = sub.wait_for(lambda m: m.topic.endswith("/alert") and m.data["kind"] == "news2").data
     assert alert["priority"] == "medium"
     assert alert["values"]["news2.total"] == 5.0
+    assert alert["explanation"] == (
+        "NEWS2 total 5: consciousness not alert (C, scores 3), supplemental oxygen (scores 2). "
+        "Patient aged 60-69 years.")
+    assert _cli(mosquitto, device_id, "reading", "--bed", "bed1", "--age", "130") == 2
+    assert "age_years: 130 years is outside the plausible range" in capsys.readouterr().err
     assert _cli(mosquitto, device_id, "reading", "--bed", "bed1", "--spo2", "120") == 2
     assert "spo2_pct: 120 % is outside the plausible range" in capsys.readouterr().err
 

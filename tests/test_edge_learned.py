@@ -30,6 +30,7 @@ pytest.importorskip("sklearn", reason="scikit-learn is in vigil[train]")
 import _vitals_bundle as vb
 
 from edge.bedstate import VITAL_FIELDS, BedState
+from edge.commands import ManualReading
 from edge.config import EdgeConfig, parse_config
 from edge.events import AlertEvent, EventType, Priority
 from edge.learned import (
@@ -99,6 +100,39 @@ def _new(events: list[AlertEvent], kind: str) -> list[AlertEvent]:
 # ------------------------------------------------------------------------------ scenarios
 
 
+def test_manual_readings_fill_vitals_the_monitor_does_not_measure(built: vb.VitalsBundle) -> None:
+    """Rule 10: no cuff on the monitor; a typed-in BP and temperature enter the features (and so
+    every score), a monitor value still wins, and manual values alone raise nothing."""
+    vitals = vb.normal_vitals(NORMAL_SEED, 400)
+    cols = [VITAL_NAMES.index(n) for n in ("sbp_mmhg", "dbp_mmhg", "map_mmhg")]
+    vitals[:, cols] = np.nan
+    fpv = len(vb.SPEC.feature_names()) // len(VITAL_NAMES)
+    runs = {}
+    for manual in (False, True):
+        core, learned = _core(built.path)
+        if manual:
+            core.command(ManualReading("bed1", {"sbp_mmhg": 78.0, "dbp_mmhg": 39.0,
+                                                "temp_c": 39.4, "hr_bpm": 150.0}), 0.0)
+        _play(core, vitals)
+        features = learned._beds["bed1"].features
+        assert features is not None
+        runs[manual] = (features.reshape(len(VITAL_NAMES), fpv).copy(),
+                        learned.scores("bed1")["risk.probability"])
+    (without, p_without), (with_manual, p_with) = runs[False], runs[True]
+    sbp, dbp, mbp, hr = (VITAL_NAMES.index(n) for n in ("sbp_mmhg", "dbp_mmhg", "map_mmhg",
+                                                         "hr_bpm"))
+    assert without[sbp, -1] == 1.0  # missing flag: not measured
+    assert (with_manual[sbp, 0], with_manual[dbp, 0], with_manual[sbp, -1]) == (78.0, 39.0, 0.0)
+    assert with_manual[mbp, 0] == pytest.approx((78.0 + 2 * 39.0) / 3)
+    assert with_manual[hr, 0] == without[hr, 0] == pytest.approx(vitals[-1, hr], abs=0.05)
+    assert p_with != p_without
+    # Manual values alone: a monitor sending nothing valid raises no learned alert.
+    core, _ = _core(built.path)
+    core.command(ManualReading("bed1", {"sbp_mmhg": 60.0, "dbp_mmhg": 30.0}), 0.0)
+    silent = np.full((200, len(VITAL_NAMES)), np.nan)
+    assert [e for e in _play(core, silent) if e.kind in LEARNED_KINDS] == []
+
+
 def test_normal_stretch_raises_no_learned_alert(built: vb.VitalsBundle) -> None:
     core, learned = _core(built.path)
     events = _play(core, vb.normal_vitals(NORMAL_SEED))
@@ -128,6 +162,15 @@ def test_desaturation_raises_a_high_ensemble_alert_with_scores_votes_and_vitals(
     assert set(alert.scores) >= {"autoencoder.mse", "iforest.score", "dbscan.ratio"}
     assert alert.values["spo2_pct"] < 97.0
     assert set(alert.values) == set(VITAL_FIELDS)
+    # Explained in words (edge/learned.py rule 9): the falling SpO2 leads.
+    assert (alert.drivers[0].name, alert.drivers[0].direction) in {
+        ("spo2_pct", "low"), ("spo2_pct", "falling")}
+    assert alert.explanation.startswith(
+        "Unusual combination of vital signs (anomaly detectors agree): SpO2 ")
+    for e in events:
+        if e.kind in LEARNED_KINDS:
+            assert e.drivers, e
+            assert all(d.value == e.values[d.name] for d in e.drivers)
     assert alert.thresholds == {
         k: built.thresholds[k] for k in ("autoencoder.mse", "iforest.score", "dbscan.ratio")
     }

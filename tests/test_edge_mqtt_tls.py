@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,10 +16,13 @@ from typing import Any
 
 import pytest
 
+from edge.cli import main
 from edge.config import ConfigError, parse_config
 from edge.mqtt import MqttPublisher
 from edge.outbox import Outbox
+from edge.runtime import Runtime
 from tests.mosquitto import MosquittoBroker, find_mosquitto
+from tests.test_edge_mqtt import FakeReader
 
 USER, PASSWORD, WRONG = "ward3", "s3cret-pass", "not-the-password"
 
@@ -171,3 +175,61 @@ def test_security_settings_are_checked_at_start_up(mqtt: dict[str, Any], message
     config = parse_config({"mqtt": {"username": "u", "password": "topsecret"},
                            "beds": [{"id": "b", "serial": "/x"}]})
     assert "topsecret" not in repr(config)
+
+
+def test_the_command_line_clients_speak_tls_and_passwords_too(
+    secure_broker: MosquittoBroker, pki: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`vigil-edge status | reload | ack` against an edge behind TLS + password auth; a wrong
+    password and an untrusted certificate are named, not a bare timeout."""
+    secret, wrong = tmp_path / "pw", tmp_path / "wrong"
+    secret.write_text(PASSWORD + "\n")
+    wrong.write_text(WRONG + "\n")
+    config = parse_config({
+        "device": {"id": "tls-2"},
+        "mqtt": {"port": secure_broker.port, "username": USER, "password_file": str(secret),
+                 "tls_ca_file": str(pki / "ca.crt"), "status_interval_s": 1.0},
+        "beds": [{"id": "bed1", "serial": "/dev/fake0"}],
+    })
+    runtime = Runtime(config, reader_factory=FakeReader)
+    stop = threading.Event()
+    thread = threading.Thread(target=runtime.run, args=(stop,))
+    thread.start()
+    base = ["--broker", f"127.0.0.1:{secure_broker.port}", "--device", "tls-2",
+            "--timeout", "5"]
+    good = ["--username", USER, "--password-file", str(secret), "--tls-ca", str(pki / "ca.crt")]
+    try:
+        for _ in range(50):
+            if runtime.publisher.connected:
+                break
+            time.sleep(0.1)
+        assert main(["status", *base, *good]) == 0
+        assert "tls-2: online" in capsys.readouterr().out
+        assert main(["ack", *base, *good, "--bed", "bed1"]) == 0
+        assert "OK ack on tls-2" in capsys.readouterr().out
+        assert main(["status", *base, "--username", USER, "--password-file", str(wrong),
+                     "--tls-ca", str(pki / "ca.crt")]) == 3
+        assert "refused the connection" in capsys.readouterr().err
+        assert main(["reload", *base, "--username", USER, "--password-file", str(secret),
+                     "--tls-ca", str(pki / "other-ca.crt")]) == 3
+        err = capsys.readouterr().err
+        assert "TLS certificate is not trusted" in err
+        assert "--tls-ca" in err
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--tls-cert", __file__], "--tls-cert and --tls-key go together"),
+        (["--tls-ca", "/no/such/ca.crt"], "--tls-ca /no/such/ca.crt: not a readable file"),
+        (["--password-file", __file__], "--password-file needs --username"),
+    ],
+)
+def test_client_security_flags_are_checked_before_connecting(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["status", "--broker", "127.0.0.1:1", "--device", "d", *flags]) == 2
+    assert message in capsys.readouterr().err

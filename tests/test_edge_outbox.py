@@ -111,6 +111,8 @@ def test_alert_payload_shape() -> None:
         "acknowledged": False,
         "latched": False,
         "silenced_until": None,
+        "explanation": "",
+        "drivers": [],
     }
     paused = replace(_event(), event=EventType.UPDATE, reason="audio paused",
                      silenced_until_s=_event().time_s + 60.0)

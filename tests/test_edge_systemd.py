@@ -82,9 +82,25 @@ def test_runtime_says_ready_pings_the_watchdog_from_its_loop_and_says_stopping(
     assert "STOPPING=1" in _drain(sock, lambda g: "STOPPING=1" in g, timeout_s=5)
 
 
+def test_a_reload_tells_systemd_it_is_reloading_then_ready(
+    notify_socket: tuple[str, socket.socket], tmp_path: Path,
+) -> None:
+    """Type=notify with ExecReload: systemd waits for READY=1 after RELOADING=1 (sd_notify(3))."""
+    path, sock = notify_socket
+    config = parse_config({"mqtt": {"port": 1}, "beds": [{"id": "b", "serial": "/x"}]})
+    runtime = Runtime(config, reader_factory=_Reader, notifier=Notifier({"NOTIFY_SOCKET": path}),
+                      reload_config=lambda: config)
+    assert runtime.reload() == (True, "no changes")
+    got = _drain(sock, lambda g: len(g) >= 2)
+    assert got[0].startswith("RELOADING=1\nMONOTONIC_USEC=")
+    assert int(got[0].split("MONOTONIC_USEC=")[1]) > 0
+    assert got[1].startswith("READY=1")
+
+
 def test_the_unit_file_runs_the_edge_as_a_notify_service_with_a_watchdog() -> None:
     unit = (REPO / "deploy" / "vigil-edge.service").read_text()
     for line in ("Type=notify", "WatchdogSec=30", "Restart=on-failure", "KillSignal=SIGTERM",
                  "SupplementaryGroups=dialout", "StateDirectory=vigil",
+                 "ExecReload=/bin/kill -HUP $MAINPID",
                  "ExecStart=/opt/vigil/.venv/bin/vigil-edge run --config /etc/vigil/edge.toml"):
         assert f"\n{line}\n" in unit, line

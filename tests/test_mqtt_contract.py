@@ -69,6 +69,8 @@ def test_the_payload_builders_keep_the_contract() -> None:
                                            events=0, time="2026-11-24T20:43:05.120Z")),
         (f"{t}/cmd/reading", b'{"bed": "bed1", "consciousness": "C", "glucose": 7.5}'),
         (f"{t}/cmd/silence", b""),  # clearing a retained command
+        (f"{t}/cmd/reload", b'{"request_id": "r1"}'),
+        (f"{t}/cmd/reading", b'{"bed": "bed1", "age_years": 72}'),
         (f"{t}/state/bed1", state_payload(
             "dev", "bed1", 1.7e9, alerts=[ActiveAlert(
                 id=ALERT.id, kind="spo2_low", priority=Priority.HIGH, technical=False,
@@ -89,6 +91,8 @@ def test_the_payload_builders_keep_the_contract() -> None:
         ("vigil/dev/vitals", b"", "empty payload"),
         ("vigil/dev/cmd/silence", b'{"bed": "b", "seconds": 0}', "less than or equal to the min"),
         ("vigil/dev/cmd/reading", b'{"bed": "b"}', "does not have enough properties"),
+        ("vigil/dev/cmd/reload", b'{"bed": "b"}', "Additional properties are not allowed"),
+        ("vigil/dev/cmd/reading", b'{"bed": "b", "age_years": 130}', "is greater than the max"),
         ("vigil/dev/telemetry", b"{}", "not a topic of the contract"),
         ("vigil/dev/alert", b"not json", "not JSON"),
     ],

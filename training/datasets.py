@@ -27,14 +27,18 @@ from typing import Final, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from firmware_bridge.sim.replay import load_recording
+from firmware_bridge.sim.replay import fixture_path, load_recording
 
 __all__ = [
+    "FIXTURE_SOURCE",
+    "NUMERIC_KINDS",
     "DatasetError",
     "PatientVitals",
+    "RealNumerics",
     "RecordingFile",
     "discover",
     "fingerprint",
+    "load_real_numerics",
     "load_vitals",
     "patient_id",
     "split_by_patient",
@@ -50,6 +54,10 @@ _MITDB: Final = re.compile(r"^\d{3}$")
 _MITDB_SAME_SUBJECT: Final = {"202": "201"}
 _NUMERICS_MAX_FS_HZ: Final = 1.0
 _HASH_CHUNK: Final = 1 << 20
+FIXTURE_SOURCE: Final = "fixture:mimic3-numerics"
+"""Real numerics used for calibration when no data directory is given (2 h, one patient)."""
+NUMERIC_KINDS: Final[tuple[Kind, ...]] = ("numerics", "bidmc_numerics")
+"""Recording kinds that are a bedside monitor's own numerics (`load_real_numerics`)."""
 
 
 class DatasetError(ValueError):
@@ -187,6 +195,45 @@ def load_vitals(recordings: Iterable[RecordingFile]) -> list[PatientVitals]:
         period = 60.0 if rec.kind == "numerics" else 1.0
         out.append(PatientVitals(rec.patient, loaded.name, loaded.vitals, period))
     return out
+
+
+@dataclass(frozen=True)
+class RealNumerics:
+    """The real recordings calibration used: vitals, the files read and where they came from."""
+
+    source: str
+    records: tuple[PatientVitals, ...]
+    files: tuple[Path, ...]
+
+    @property
+    def patients(self) -> tuple[str, ...]:
+        """Distinct patient ids."""
+        return tuple(sorted({r.patient for r in self.records}))
+
+
+def load_real_numerics(data_dir: Path | None) -> RealNumerics:
+    """Real bedside numerics of ``data_dir`` (every numerics recording found), or the fixture.
+
+    Raises DatasetError (a ValueError) when a directory is given but holds no numerics:
+    calibrating silently on the fixture instead would misreport what the bundle was calibrated
+    on. Needs no TensorFlow (`training.fit` re-exports it).
+    """
+    if data_dir is None:
+        rec = load_recording(FIXTURE_SOURCE)
+        base = fixture_path(FIXTURE_SOURCE.removeprefix("fixture:"))
+        files: tuple[Path, ...] = (base.with_suffix(".hea"), base.with_suffix(".dat"))
+        # The excerpt is of MIMIC-III subject s00001, numerics one row a minute.
+        vitals = PatientVitals("mimic3:s00001", rec.name, rec.vitals, 60.0)
+        return RealNumerics(FIXTURE_SOURCE, (vitals,), files)
+    found = [r for r in discover(data_dir) if r.kind in NUMERIC_KINDS]
+    if not found:
+        raise DatasetError(
+            f"{data_dir}: no bedside numerics (MIMIC-III ...n records or BIDMC Numerics) found; "
+            "give a directory with some, or none to use the shipped fixture"
+        )
+    records = tuple(load_vitals(found))
+    files = tuple(f for r in found for f in r.files)
+    return RealNumerics(f"directory {Path(data_dir).name}", records, files)
 
 
 def split_by_patient(

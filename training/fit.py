@@ -89,7 +89,6 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 
 from firmware_bridge.frames import PROTOCOL_VERSION
-from firmware_bridge.sim.replay import fixture_path, load_recording
 from models.features import FEATURE_SPEC_VERSION, N_VITALS, FeatureSpec, compute_features
 from models.forecaster import EVENT_LOGIT_SCALE, split_packed
 from models.scaler import Standardizer
@@ -97,10 +96,10 @@ from models.tflite import TFLiteModel, load_interpreter
 from training.bundle import ComponentFile, Golden, write_bundle
 from training.calibration import CalibrationResult, calibrate
 from training.datasets import (
-    PatientVitals,
-    discover,
+    FIXTURE_SOURCE,
+    RealNumerics,
     fingerprint,
-    load_vitals,
+    load_real_numerics,
     split_by_patient,
 )
 from training.export import export_dbscan, export_isolation_forest, export_logistic
@@ -125,9 +124,6 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-FIXTURE_SOURCE: Final = "fixture:mimic3-numerics"
-"""Real numerics used for calibration when no data directory is given (2 h, one patient)."""
-_NUMERIC_KINDS: Final = ("numerics", "bidmc_numerics")
 _SPLITS: Final = ("train", "val", "test")
 _SECONDS_PER_HOUR: Final = 3600.0
 _DBSCAN_RATIO_THRESHOLD: Final = 1.0  # BUNDLE.md: outside every core's eps-ball
@@ -218,44 +214,6 @@ PRESETS: Final[dict[str, FitConfig]] = {
 
 
 # ------------------------------------------------------------------------------------ data
-
-
-@dataclass(frozen=True)
-class RealNumerics:
-    """The real recordings calibration used: vitals, the files read and where they came from."""
-
-    source: str
-    records: tuple[PatientVitals, ...]
-    files: tuple[Path, ...]
-
-    @property
-    def patients(self) -> tuple[str, ...]:
-        """Distinct patient ids."""
-        return tuple(sorted({r.patient for r in self.records}))
-
-
-def load_real_numerics(data_dir: Path | None) -> RealNumerics:
-    """Real bedside numerics of ``data_dir`` (every numerics recording found), or the fixture.
-
-    Raises ValueError when a directory is given but holds no numerics: calibrating silently on
-    the fixture instead would misreport what the bundle was calibrated on.
-    """
-    if data_dir is None:
-        rec = load_recording(FIXTURE_SOURCE)
-        base = fixture_path(FIXTURE_SOURCE.removeprefix("fixture:"))
-        files: tuple[Path, ...] = (base.with_suffix(".hea"), base.with_suffix(".dat"))
-        # The excerpt is of MIMIC-III subject s00001, numerics one row a minute.
-        vitals = PatientVitals("mimic3:s00001", rec.name, rec.vitals, 60.0)
-        return RealNumerics(FIXTURE_SOURCE, (vitals,), files)
-    found = [r for r in discover(data_dir) if r.kind in _NUMERIC_KINDS]
-    if not found:
-        raise ValueError(
-            f"{data_dir}: no bedside numerics (MIMIC-III ...n records or BIDMC Numerics) found; "
-            "give a directory with some, or none to use the shipped fixture"
-        )
-    records = tuple(load_vitals(found))
-    files = tuple(f for r in found for f in r.files)
-    return RealNumerics(f"directory {Path(data_dir).name}", records, files)
 
 
 @dataclass(frozen=True)
