@@ -22,7 +22,12 @@ Wire form: topic ``<prefix>/<device>/cmd/<name>``; payload one JSON object, UTF-
 - ``cmd/reload``: ``{}``; read the configuration file again and apply it between two ticks,
   or nothing of it (edge/reload.py says what a reload may change). SIGHUP does the same.
 - All accept ``"request_id"`` (1-64 characters), echoed in the result on ``cmd/result`` so a
-  sender can wait for its own answer.
+  sender can wait for its own answer, and ``"sent"``, the sender's UTC time
+  (``2026-11-25T01:23:45.678Z``). The edge keeps a persistent MQTT session, so the broker
+  holds commands sent while it was offline and delivers them when it reconnects; with
+  ``sent`` given, one older than ``mqtt.command_max_age_s`` (or as far in the future: clocks
+  that disagree) is refused, not applied late (`check_fresh`). The ``vigil-edge`` commands
+  always send it.
 
 Commands are never retained by senders; the MQTT adapter drops a retained one unread (a stale
 retained "silence" must not pause tomorrow's alarms).
@@ -32,8 +37,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
 from edge.plausible import (
@@ -55,6 +62,7 @@ __all__ = [
     "ManualReading",
     "Reload",
     "Silence",
+    "check_fresh",
     "parse_command",
     "result_payload",
 ]
@@ -76,6 +84,7 @@ class Acknowledge:
     bed: str
     alert_id: str | None = None
     request_id: str | None = None
+    sent_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +94,7 @@ class Silence:
     bed: str
     seconds: float
     request_id: str | None = None
+    sent_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +105,7 @@ class ManualReading:
     bed: str
     values: Mapping[str, float | bool | str]
     request_id: str | None = None
+    sent_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +113,7 @@ class Reload:
     """Re-read the configuration file and apply it whole or not at all (edge/reload.py)."""
 
     request_id: str | None = None
+    sent_s: float | None = None
 
 
 BedCommand = Acknowledge | Silence | ManualReading
@@ -118,12 +130,14 @@ _READING_KEYS: Final = {
     *_NUMERIC_READINGS, "consciousness", "on_oxygen", "glucose", "glucose_unit", "age_years",
 }
 _ACVPU: Final = ("A", "C", "V", "P", "U")
+_COMMON: Final = {"request_id", "sent"}
 _KEYS: Final = {
-    "ack": {"bed", "id", "request_id"},
-    "silence": {"bed", "seconds", "request_id"},
-    "reading": {"bed", "request_id", *_READING_KEYS},
-    "reload": {"request_id"},
+    "ack": {"bed", "id", *_COMMON},
+    "silence": {"bed", "seconds", *_COMMON},
+    "reading": {"bed", *_COMMON, *_READING_KEYS},
+    "reload": {*_COMMON},
 }
+_SENT_RE: Final = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
 
 
 def _text(body: dict[str, Any], key: str, *, required: bool) -> str | None:
@@ -152,21 +166,53 @@ def parse_command(name: str, payload: bytes) -> Command:
         raise CommandError(f"unknown field(s) {', '.join(unknown)}; "
                            f"{name} takes {', '.join(sorted(_KEYS[name]))}")
     request_id = _text(body, "request_id", required=False)
+    sent = _sent(body)
     if name == "reload":
-        return Reload(request_id)
+        return Reload(request_id, sent)
     bed = _text(body, "bed", required=True)
     assert bed is not None
     if name == "ack":
-        return Acknowledge(bed, _text(body, "id", required=False), request_id)
+        return Acknowledge(bed, _text(body, "id", required=False), request_id, sent)
     if name == "reading":
-        return ManualReading(bed, _readings(body), request_id)
+        return ManualReading(bed, _readings(body), request_id, sent)
     seconds = body.get("seconds")
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not (
         math.isfinite(seconds) and seconds > 0
     ):
         raise CommandError(f"seconds: expected a number of seconds > 0, got {seconds!r}")
-    return Silence(bed, float(seconds), request_id)
+    return Silence(bed, float(seconds), request_id, sent)
 
+
+def _sent(body: dict[str, Any]) -> float | None:
+    value = body.get("sent")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _SENT_RE.match(value):
+        raise CommandError(f"sent: expected a UTC time like 2026-11-25T01:23:45.678Z, got "
+                           f"{value!r}")
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise CommandError(f"sent: {value!r} is not a valid date and time") from None
+
+
+def check_fresh(cmd: Command, now_epoch_s: float, max_age_s: float) -> None:
+    """Refuse (CommandError) a command whose ``sent`` time is more than ``max_age_s`` before or
+    after ``now_epoch_s``: delivered late from the broker's session store, or sent by a clock
+    that disagrees with the edge's. A command without ``sent`` passes."""
+    if cmd.sent_s is None:
+        return
+    age = now_epoch_s - cmd.sent_s
+    if age > max_age_s:
+        raise CommandError(
+            f"sent: {age:.0f} s ago, older than mqtt.command_max_age_s ({max_age_s:g} s); not "
+            "applied (held by the broker while the edge was offline?); send it again"
+        )
+    if -age > max_age_s:
+        raise CommandError(
+            f"sent: {-age:.0f} s in the future; the sender's clock and the edge's differ by "
+            f"more than mqtt.command_max_age_s ({max_age_s:g} s)"
+        )
 
 def _number(body: dict[str, Any], key: str) -> float:
     value = body[key]

@@ -257,6 +257,7 @@ class MqttConfig:
     reconnect_max_s: int
     vitals_interval_s: float
     status_interval_s: float
+    command_max_age_s: float = 60.0
     username: str = ""
     password: str = field(default="", repr=False)
     tls: bool = False
@@ -547,8 +548,8 @@ def _parse_mqtt(c: _Checker, root: Mapping[str, Any], device_id: str) -> MqttCon
         [
             "host", "port", "client_id", "keepalive_s", "topic_prefix", "queue_max",
             "reconnect_min_s", "reconnect_max_s", "vitals_interval_s", "status_interval_s",
-            "username", "password", "password_file", "tls", "tls_ca_file", "tls_cert_file",
-            "tls_key_file",
+            "command_max_age_s", "username", "password", "password_file", "tls", "tls_ca_file",
+            "tls_cert_file", "tls_key_file",
         ],
         p,
     )
@@ -579,6 +580,7 @@ def _parse_mqtt(c: _Checker, root: Mapping[str, Any], device_id: str) -> MqttCon
         reconnect_max_s=reconnect_max_s,
         vitals_interval_s=c.number(t, "vitals_interval_s", p, 1.0, (0.1, 60.0)),
         status_interval_s=c.number(t, "status_interval_s", p, 10.0, (1.0, 3600.0)),
+        command_max_age_s=c.number(t, "command_max_age_s", p, 60.0, (5.0, 3600.0)),
         **_mqtt_security(c, t, p),
     )
 

@@ -7,7 +7,7 @@ nothing. Pure: two parsed `EdgeConfig` in, a `ReloadPlan` out.
 Applied in place, readers and the broker connection untouched (so no frame is dropped):
 ``[alarms]`` and ``[alarms.kinds.*]``, ``[limits]``, ``[technical]``, ``[news2]``, ``[model]``
 (the bundle is loaded again), ``[homeassistant]``, ``mqtt.vitals_interval_s``,
-``mqtt.status_interval_s`` and each bed's ``spo2_scale``.
+``mqtt.status_interval_s``, ``mqtt.command_max_age_s`` and each bed's ``spo2_scale``.
 
 Refused with the keys named, because they mean a new serial port, a new broker session, other
 buffers or another journal: ``[device]``, the rest of ``[mqtt]``, the beds themselves (ids,
@@ -25,7 +25,7 @@ from edge.config import EdgeConfig
 
 __all__ = ["HOT_MQTT_KEYS", "ReloadPlan", "plan_reload"]
 
-HOT_MQTT_KEYS: Final = frozenset({"vitals_interval_s", "status_interval_s"})
+HOT_MQTT_KEYS: Final = frozenset({"vitals_interval_s", "status_interval_s", "command_max_age_s"})
 """``[mqtt]`` keys a reload applies; every other one needs a restart."""
 _HOT_SECTIONS: Final = ("alarms", "technical", "news2", "model", "homeassistant")
 _RESTART_SECTIONS: Final = ("device", "buffers", "journal")

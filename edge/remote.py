@@ -13,6 +13,7 @@ import logging
 import os
 import ssl
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.commands import RESULT_LEAF, parse_command
 from edge.mqtt import Security, secure
+from edge.payloads import iso_utc
 
 __all__ = [
     "ClientSecurity", "CommandTimeoutError", "client_security", "fetch_status", "format_status",
@@ -159,7 +161,9 @@ def send_command(
     reached or the edge does not answer within ``timeout_s``.
     """
     request_id = uuid.uuid4().hex
-    payload = json.dumps({**body, "request_id": request_id}).encode("utf-8")
+    payload = json.dumps(
+        {**body, "request_id": request_id, "sent": iso_utc(time.time())}
+    ).encode("utf-8")
     parse_command(name, payload)
     base = f"{topic_prefix}/{device}/cmd"
     with _Waiter(host, port, f"{base}/{RESULT_LEAF}",

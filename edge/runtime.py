@@ -32,6 +32,7 @@ from edge.commands import (
     CommandError,
     ManualReading,
     Reload,
+    check_fresh,
     parse_command,
     result_payload,
 )
@@ -544,6 +545,7 @@ class Runtime:
             try:
                 cmd = Reload() if payload is None else parse_command(name, payload)
                 request_id = cmd.request_id
+                check_fresh(cmd, self.clock.time(), self.config.mqtt.command_max_age_s)
                 if isinstance(cmd, Reload):  # file I/O and model loading: not the core's
                     ok, detail = self.reload()
                 else:

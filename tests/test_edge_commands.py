@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,8 +19,16 @@ from paho.mqtt.enums import CallbackAPIVersion
 from test_edge_mqtt import FakeReader
 
 from edge.cli import main
-from edge.commands import Acknowledge, CommandError, ManualReading, Silence, parse_command
+from edge.commands import (
+    Acknowledge,
+    CommandError,
+    ManualReading,
+    Silence,
+    check_fresh,
+    parse_command,
+)
 from edge.config import parse_config
+from edge.payloads import iso_utc
 from edge.runtime import Runtime
 from firmware_bridge.frames import Frame, VitalsFrame
 
@@ -33,6 +43,8 @@ from firmware_bridge.frames import Frame, VitalsFrame
          ManualReading("b", {"sbp_mmhg": 95.0, "consciousness": "V", "on_oxygen": False})),
         ("reading", b'{"bed": "b", "glucose": 180.16, "glucose_unit": "mg/dL"}',
          ManualReading("b", {"glucose_mmol_l": 10.0})),
+        ("ack", b'{"bed": "b", "sent": "2026-11-25T01:00:00.500Z"}',
+         Acknowledge("b", sent_s=1795568400.5)),
     ],
 )
 def test_parse_good_commands(name: str, payload: bytes, expected: object) -> None:
@@ -61,6 +73,8 @@ def test_parse_good_commands(name: str, payload: bytes, expected: object) -> Non
         ("reading", b'{"bed": "b", "on_oxygen": "yes"}', "on_oxygen: expected true or false"),
         ("reading", b'{"bed": "b", "glucose": 12, "glucose_unit": "mg/L"}', "glucose_unit"),
         ("reading", b'{"bed": "b", "glucose": 180}', "a value in mg/dL"),
+        ("ack", b'{"bed": "b", "sent": "yesterday"}', "sent: expected a UTC time"),
+        ("ack", b'{"bed": "b", "sent": "2026-13-45T01:00:00Z"}', "is not a valid date"),
     ],
 )
 def test_bad_commands_name_the_problem(name: str, payload: bytes, message: str) -> None:
@@ -261,3 +275,48 @@ def test_status_cli_shows_health_from_the_retained_status(
     assert status["health"]["evaluate_p99_ms"] >= status["health"]["evaluate_median_ms"] > 0
     assert main(["status", "--broker", f"127.0.0.1:{mosquitto.port}", "--device", "nobody",
                  "--timeout", "0.5"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("sent_ago_s", "message"),
+    [(3600.0, "sent: 3600 s ago, older than mqtt.command_max_age_s (60 s)"),
+     (-600.0, "sent: 600 s in the future")],
+)
+def test_a_command_held_too_long_or_from_a_wrong_clock_is_refused(
+    sent_ago_s: float, message: str,
+) -> None:
+    cmd = Silence("b", 60.0, sent_s=1.7e9 - sent_ago_s)
+    with pytest.raises(CommandError, match=re.escape(message)):
+        check_fresh(cmd, 1.7e9, 60.0)
+    check_fresh(Silence("b", 60.0, sent_s=1.7e9 - 59.0), 1.7e9, 60.0)
+    check_fresh(Silence("b", 60.0), 1.7e9, 60.0)  # no "sent": accepted
+
+
+def test_a_stale_silence_delivered_late_is_not_applied(
+    mosquitto: MosquittoBroker, device_id: str, running: tuple[Runtime, FakeReader],
+    mqtt_collector: Callable[..., MqttCollector],
+) -> None:
+    """What a persistent session does: a command published while the edge was away arrives
+    when it is back. With its send time it is refused, and the answer says why."""
+    _, reader = running
+    sub = mqtt_collector(mosquitto, [f"vigil/{device_id}/#"])
+    sub.wait_for(lambda m: m.topic.endswith("/status"))
+    reader.on_frame(VitalsFrame(hr_bpm=190.0, spo2_pct=97.0))
+    sub.wait_for(lambda m: m.topic.endswith("/alert") and m.data["event"] == "new")
+    pub = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
+    pub.connect("127.0.0.1", mosquitto.port)
+    pub.loop_start()
+    try:
+        stale = iso_utc(time.time() - 7200)
+        pub.publish(f"vigil/{device_id}/cmd/silence", json.dumps(
+            {"bed": "bed1", "seconds": 60, "request_id": "late", "sent": stale}), qos=1
+        ).wait_for_publish(5)
+        result = sub.wait_for(lambda m: m.topic.endswith("/cmd/result")
+                              and m.data["request_id"] == "late").data
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+    assert result["ok"] is False
+    assert "older than mqtt.command_max_age_s" in result["detail"]
+    assert not [m for m in sub.snapshot() if m.topic.endswith("/alert")
+                and m.data["reason"] == "audio paused"]
