@@ -22,7 +22,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge.mqtt import Security, secure
+from edge.config import MqttSecurity
+from edge.mqtt import secure
 
 __all__ = ["AlertPrinter", "format_alert", "parse_broker", "run_alerts"]
 
@@ -144,7 +145,7 @@ def run_alerts(
     timeout_s: float | None = None,
     client_id: str | None = None,
     out: TextIO | None = None,
-    security: Security | None = None,
+    security: MqttSecurity | None = None,
 ) -> int:
     """Subscribe and print until ``count`` alerts, ``timeout_s`` or Ctrl-C.
 

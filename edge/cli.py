@@ -39,9 +39,8 @@ from types import FrameType
 from edge.alerts import parse_broker, run_alerts
 from edge.assess import GLUCOSE_UNITS, AssessError, assess, format_assessment, parse_manual
 from edge.commands import COMMANDS, CommandError
-from edge.config import ConfigError, default_config_text, load_config
+from edge.config import ConfigError, MqttSecurity, default_config_text, load_config
 from edge.remote import (
-    ClientSecurity,
     CommandTimeoutError,
     client_security,
     fetch_status,
@@ -204,7 +203,7 @@ def _add_security_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--tls-key", metavar="FILE", default="", help="its private key")
 
 
-def _security(args: argparse.Namespace) -> ClientSecurity:
+def _security(args: argparse.Namespace) -> MqttSecurity:
     return client_security(username=args.username, password_file=args.password_file,
                            tls=args.tls, tls_ca=args.tls_ca, tls_cert=args.tls_cert,
                            tls_key=args.tls_key)

@@ -57,6 +57,7 @@ __all__ = [
     "LimitsConfig",
     "ModelConfig",
     "MqttConfig",
+    "MqttSecurity",
     "News2Config",
     "TechnicalConfig",
     "apply_overrides",
@@ -238,14 +239,33 @@ class DeviceConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class MqttConfig:
-    """Broker connection and publishing (times in seconds).
+class MqttSecurity:
+    """Credentials and TLS of an MQTT client: the edge's (`MqttConfig`) or a command-line
+    client's (``vigil-edge status --tls-ca ...``, edge/remote.py).
 
-    Security: ``username`` with ``password`` (or ``password_file``, first line, so the secret
-    need not sit in the configuration); TLS when ``tls_ca_file`` is set (the CA that signed the
-    broker's certificate; the broker's name or IP is checked) or ``tls`` is true (the system's
-    CAs); a client certificate with ``tls_cert_file`` + ``tls_key_file``. "" = not used.
+    ``username`` with ``password`` (from ``password_file``, first line, so the secret need not
+    sit in a file of settings or on a command line); TLS when ``tls_ca_file`` is set (the CA
+    that signed the broker's certificate; the broker's name or IP is checked) or ``tls`` is
+    true (the system's CAs); a client certificate with ``tls_cert_file`` + ``tls_key_file``.
+    "" = not used.
     """
+
+    username: str = ""
+    password: str = field(default="", repr=False)
+    tls: bool = False
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+
+    @property
+    def uses_tls(self) -> bool:
+        """TLS is on (explicitly, or because a CA or client certificate is given)."""
+        return self.tls or bool(self.tls_ca_file or self.tls_cert_file)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MqttConfig(MqttSecurity):
+    """Broker connection and publishing (times in seconds), and its security (`MqttSecurity`)."""
 
     host: str
     port: int
@@ -258,17 +278,6 @@ class MqttConfig:
     vitals_interval_s: float
     status_interval_s: float
     command_max_age_s: float = 60.0
-    username: str = ""
-    password: str = field(default="", repr=False)
-    tls: bool = False
-    tls_ca_file: str = ""
-    tls_cert_file: str = ""
-    tls_key_file: str = ""
-
-    @property
-    def uses_tls(self) -> bool:
-        """TLS is on (explicitly, or because a CA or client certificate is given)."""
-        return self.tls or bool(self.tls_ca_file or self.tls_cert_file)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -34,19 +34,19 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.commands import RESULT_LEAF
-from edge.config import MqttConfig
+from edge.config import MqttConfig, MqttSecurity
 from edge.events import Priority
 from edge.outbox import Outbox
 from edge.payloads import OFFLINE_PAYLOAD
 
-__all__ = ["MqttPublisher", "Security", "secure", "tls_context"]
+__all__ = ["MqttPublisher", "secure", "tls_context"]
 
 _log = logging.getLogger(__name__)
 
@@ -60,25 +60,7 @@ _AUTH_FAILURES: Final = frozenset({4, 5, 134, 135})
 """CONNACK codes for bad credentials: MQTT 3.1.1 4 and 5, MQTT 5 0x86 and 0x87."""
 
 
-class Security(Protocol):
-    """Credentials and TLS of an MQTT client: `MqttConfig` for the edge,
-    `edge.remote.ClientSecurity` for the command-line clients."""
-
-    @property
-    def username(self) -> str: ...
-    @property
-    def password(self) -> str: ...
-    @property
-    def tls_ca_file(self) -> str: ...
-    @property
-    def tls_cert_file(self) -> str: ...
-    @property
-    def tls_key_file(self) -> str: ...
-    @property
-    def uses_tls(self) -> bool: ...
-
-
-def tls_context(config: Security) -> ssl.SSLContext:
+def tls_context(config: MqttSecurity) -> ssl.SSLContext:
     """Client TLS: the broker's certificate verified (by ``tls_ca_file``, else the system CAs)
     against its host name or IP; the client certificate when configured."""
     context = ssl.create_default_context(cafile=config.tls_ca_file or None)
@@ -87,7 +69,7 @@ def tls_context(config: Security) -> ssl.SSLContext:
     return context
 
 
-def secure(client: mqtt.Client, security: Security) -> ssl.SSLContext | None:
+def secure(client: mqtt.Client, security: MqttSecurity) -> ssl.SSLContext | None:
     """Put ``security``'s username/password and TLS on ``client`` before it connects; the TLS
     context it uses (None without TLS). One place for the edge and every CLI client."""
     if security.username:

@@ -16,7 +16,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +23,12 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.commands import RESULT_LEAF, parse_command
-from edge.mqtt import Security, secure
+from edge.config import MqttSecurity
+from edge.mqtt import secure
 from edge.payloads import iso_utc
 
 __all__ = [
-    "ClientSecurity", "CommandTimeoutError", "client_security", "fetch_status", "format_status",
+    "CommandTimeoutError", "client_security", "fetch_status", "format_status",
     "send_command",
 ]
 
@@ -42,23 +42,6 @@ class CommandTimeoutError(TimeoutError):
     credentials, untrusted certificate) or the edge was silent."""
 
 
-@dataclass(frozen=True, slots=True)
-class ClientSecurity:
-    """Credentials and TLS of a command-line client (`edge.mqtt.Security`), from its flags."""
-
-    username: str = ""
-    password: str = field(default="", repr=False)
-    tls: bool = False
-    tls_ca_file: str = ""
-    tls_cert_file: str = ""
-    tls_key_file: str = ""
-
-    @property
-    def uses_tls(self) -> bool:
-        """TLS with ``--tls``, or implied by a CA or client certificate."""
-        return self.tls or bool(self.tls_ca_file or self.tls_cert_file)
-
-
 def _readable(path: str, flag: str) -> None:
     if path and not os.access(path, os.R_OK):
         raise ValueError(f"{flag} {path}: not a readable file")
@@ -67,7 +50,7 @@ def _readable(path: str, flag: str) -> None:
 def client_security(
     *, username: str = "", password_file: str = "", tls: bool = False, tls_ca: str = "",
     tls_cert: str = "", tls_key: str = "",
-) -> ClientSecurity:
+) -> MqttSecurity:
     """Check the security flags (ValueError naming the flag) and read the password file's first
     line (a password is never a flag of its own: it would show in ``ps`` and shell history)."""
     for path, flag in ((password_file, "--password-file"), (tls_ca, "--tls-ca"),
@@ -81,7 +64,8 @@ def client_security(
     if password_file:
         lines = Path(password_file).read_text(encoding="utf-8").splitlines()
         password = lines[0] if lines else ""
-    return ClientSecurity(username, password, tls, tls_ca, tls_cert, tls_key)
+    return MqttSecurity(username=username, password=password, tls=tls, tls_ca_file=tls_ca,
+                        tls_cert_file=tls_cert, tls_key_file=tls_key)
 
 
 class _Waiter:
@@ -90,7 +74,7 @@ class _Waiter:
 
     def __init__(
         self, host: str, port: int, topic: str, accept: Callable[[dict[str, Any]], bool],
-        client_id: str, *, security: Security | None = None,
+        client_id: str, *, security: MqttSecurity | None = None,
     ) -> None:
         self.host, self.port = host, port
         self.topic = topic
@@ -152,7 +136,7 @@ class _Waiter:
 
 def send_command(
     host: str, port: int, *, topic_prefix: str, device: str, name: str,
-    body: dict[str, Any], timeout_s: float = 5.0, security: Security | None = None,
+    body: dict[str, Any], timeout_s: float = 5.0, security: MqttSecurity | None = None,
 ) -> dict[str, Any]:
     """Publish command ``name`` with ``body`` to ``device``; returns the edge's result object.
 
@@ -185,7 +169,7 @@ def send_command(
 
 def fetch_status(
     host: str, port: int, *, topic_prefix: str, device: str, timeout_s: float = 5.0,
-    security: Security | None = None,
+    security: MqttSecurity | None = None,
 ) -> dict[str, Any]:
     """The edge's retained status (docs/mqtt.md), read from the broker; CommandTimeoutError
     when the broker is unreachable or holds no status for ``device``."""
