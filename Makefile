@@ -44,6 +44,7 @@ bench: $(TEST_STAMP)
 	$(PY) benchmarks/lstm_while_vs_unrolled.py
 	$(PY) benchmarks/journal_backlog.py
 	$(PY) benchmarks/alarm_delays.py --data ../shared/data
+	$(PY) benchmarks/edge_memory.py
 
 # The default model bundle shipped in the package (models/bundles/default/), rebuilt with
 #   vigil-train fit --preset default --seed 0 --data ../shared/data --out models/bundles/default

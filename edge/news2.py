@@ -23,8 +23,9 @@ Rules
    medium from low-medium upwards (`News2.alarm_priority`).
 5. **Plausibility.** A value outside its `edge.plausible.PLAUSIBLE_RANGES` entry (e.g. a
    negative rate) is an input error, not a score: `ImplausibleValueError` names the field and
-   the range. One exception: a respiration rate of 0 (apnoea, as a monitor reports it) is
-   scored 3, although no alarm limit or typed rate may be 0.
+   the range. One exception: a respiration rate from 0 up to the range's 1 /min (apnoea, or
+   a monitor's fractional rate ramping into it) is scored 3, although no alarm limit or typed
+   rate may be below 1.
 
 Units: respiration rate breaths/min, SpO2 %, systolic BP mmHg, pulse beats/min, temperature
 degC.
@@ -189,8 +190,10 @@ def _present(value: float | None) -> bool:
 
 
 def _check(name: str, value: float) -> None:
-    if name == "rr_per_min" and value == 0.0:
-        return  # apnoea: below the range a limit or a typed rate may take, but scored (rule 5)
+    if name == "rr_per_min" and 0.0 <= value < PLAUSIBLE_RANGES[name].low:
+        # Apnoea, or a monitor's fractional rate ramping into it (0.2 /min): below the range a
+        # limit or a typed rate may take, but scored, as <= 8 (rule 5).
+        return
     PLAUSIBLE_RANGES[name].check(value, name)
 
 

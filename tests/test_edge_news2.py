@@ -128,6 +128,16 @@ def test_implausible_input_names_the_field_and_range(field: str, value: float) -
         news2(News2Inputs(**{field: value}))
 
 
+@pytest.mark.parametrize("rr", [0.0, 0.2, 0.5, 0.99])
+def test_a_monitor_rate_ramping_into_apnoea_scores_3(rr: float) -> None:
+    """Found by benchmarks/edge_memory.py: RR 0.2 /min during an apnoea ramp used to make the
+    whole score fail (plausible range 1-80), so NEWS2 went missing exactly when it mattered."""
+    r = news2(News2Inputs(rr_per_min=rr, spo2_pct=97, sbp_mmhg=120, hr_bpm=70, temp_c=37.0))
+    assert r.subscores["rr_per_min"] == 3
+    with pytest.raises(ImplausibleValueError):
+        news2(News2Inputs(rr_per_min=-0.1))
+
+
 def test_apnoea_and_the_plausible_edges_score_instead_of_failing() -> None:
     r = news2(News2Inputs(rr_per_min=0, spo2_pct=50, sbp_mmhg=40, hr_bpm=20, temp_c=25.0))
     assert r.subscores == {"rr_per_min": 3, "spo2_pct": 3, "sbp_mmhg": 3, "hr_bpm": 3,

@@ -7,6 +7,8 @@
     vigil-train calibrate [--data DIR] --out DIR [--seed N]
     vigil-train evaluate BUNDLE [--data DIR] [--patients N] [--hours H] [--seed S]
                         [--out report.json] [--markdown report.md]
+    vigil-train keygen NAME [--force]
+    vigil-train sign BUNDLE --key NAME.key
 
 `fit` and `calibrate` calibrate on the real numerics found in ``--data`` (MIMIC-III numerics,
 BIDMC Numerics), or on the shipped 2 h MIMIC-III excerpt when it is not given.
@@ -88,7 +90,37 @@ def _parser() -> argparse.ArgumentParser:
     ev_p.add_argument("--clear", type=float, default=3.0, help="alarms.clear_s (s)")
     ev_p.add_argument("--out", help="write the report as JSON here")
     ev_p.add_argument("--markdown", help="write the report as Markdown here")
+    key_p = sub.add_parser("keygen", help="create an Ed25519 key pair for signing bundles")
+    key_p.add_argument("name", help="writes NAME.key (private, 0600) and NAME.pub (public)")
+    key_p.add_argument("--force", action="store_true", help="overwrite an existing key pair")
+    sign_p = sub.add_parser("sign", help="verify a bundle and sign its manifest")
+    sign_p.add_argument("bundle", help="bundle directory (manifest.sig is written into it)")
+    sign_p.add_argument("--key", required=True, help="private key file (NAME.key)")
     return ap
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from training.signing import generate_keypair, sign_bundle  # noqa: PLC0415 - cryptography
+
+    if args.command == "keygen":
+        try:
+            private, public, kid = generate_keypair(args.name, overwrite=args.force)
+        except FileExistsError as exc:
+            print(f"vigil-train keygen: {exc}", file=sys.stderr)
+            return _EXIT_USAGE
+        print(f"key {kid}: private {private} (keep it secret), public {public} (copy to each "
+              "device and list it under [model] trusted_keys)")
+        return _EXIT_OK
+    try:
+        kid = sign_bundle(args.bundle, args.key)
+    except ValueError as exc:
+        print(f"vigil-train sign: {exc}", file=sys.stderr)
+        return _EXIT_USAGE
+    except BundleError as exc:
+        print(f"vigil-train sign: {args.bundle} refused, not signed: {exc}", file=sys.stderr)
+        return _EXIT_FAILED
+    print(f"signed {args.bundle} with key {kid}")
+    return _EXIT_OK
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -217,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one return pe
         return _calibrate(args)
     if args.command == "evaluate":
         return _evaluate(args)
+    if args.command in ("keygen", "sign"):
+        return _keys(args)
     if args.action == "fetch":
         if args.name not in DATABASES:
             print(f"vigil-train: unknown database {args.name!r}; known: "
