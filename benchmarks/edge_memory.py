@@ -772,7 +772,7 @@ def run(opts: Options) -> Report:
             runtime = Runtime(config, clock=clock, notifier=driver,
                               reader_factory=driver.reader_factory)
             driver.runtime = runtime
-            status = runtime.model_status or {}
+            status = runtime.models.status if runtime.models is not None else {}
             if status.get("state") != "loaded":
                 raise SystemExit(f"the shipped bundle did not load: {status}")
             driver.nurse = Nurse(broker, config.topic("cmd"), [b.id for b in config.beds])

@@ -87,6 +87,13 @@ class VitalsRing:
             values[name] = None if math.isnan(value) else value
         return VitalsSample(float(row[0]), values)
 
+    def copy(self) -> VitalsRing:
+        """An independent copy (a model being loaded beside the running one warms up on it)."""
+        out = VitalsRing(self.capacity)
+        out._data[:] = self._data
+        out._next, out.count = self._next, self.count
+        return out
+
     def storage(self) -> tuple[npt.NDArray[np.float64], int, int]:
         """(storage, next write index, rows stored), without copying: for per-tick readers.
 
@@ -197,6 +204,16 @@ class BedState:
         self.manual: dict[str, tuple[float | bool | str, float]] = {}
         # The latest NEWS2 of the bed and when it was scored (edge time s).
         self.news2: tuple[News2, float] | None = None
+
+    def vitals_snapshot(self) -> BedState:
+        """A bed with a copy of this one's vitals history and manual readings, nothing else:
+        what a new model warms up on while the running one keeps scoring (edge/runtime.py)."""
+        out = BedState(self.bed_id, now=self.created_s, vitals_history_s=self.vitals.capacity,
+                       waveform_history_s=self.waveform_history_s)
+        out.vitals = self.vitals.copy()
+        out.manual = dict(self.manual)
+        out.last_vitals_s = self.last_vitals_s
+        return out
 
     @property
     def status_flags(self) -> StatusFlag:

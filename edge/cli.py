@@ -11,6 +11,7 @@
     vigil-edge ack --broker HOST[:PORT] --device ID --bed BED [--id ALERT] [--timeout S]
     vigil-edge silence --broker HOST[:PORT] --device ID --bed BED --seconds N [--timeout S]
     vigil-edge status --broker HOST[:PORT] --device ID [--json] [--timeout S]
+    vigil-edge model [--config FILE] list | install PATH | rollback
     vigil-edge reading --broker HOST[:PORT] --device ID --bed BED [--consciousness A|C|V|P|U]
                        [--oxygen yes|no] [--hr N] [--spo2 N] [--rr N] [--sbp N] [--dbp N]
                        [--temp N] [--age YEARS] [--glucose N [--glucose-unit mmol/L|mg/dL]]
@@ -147,6 +148,15 @@ def _build_parser() -> argparse.ArgumentParser:
     manual.add_argument("--json", action="store_true", help="one JSON object")
 
     _add_remote_parsers(sub)
+    model = sub.add_parser("model", help="the model store on this device: list, install, roll back")
+    model.add_argument("--config", metavar="FILE",
+                       help="the edge's configuration ([model] store_dir, trusted_keys, beds)")
+    actions = model.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="installed bundles and which one runs")
+    install = actions.add_parser(
+        "install", help="verify, stage, self-test and switch to a signed bundle (e.g. on USB)")
+    install.add_argument("path", help="bundle directory")
+    actions.add_parser("rollback", help="back to the previous bundle")
     return parser
 
 
@@ -375,20 +385,60 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return _EXIT_OK if status.get("state") == "online" else _EXIT_INVALID
 
 
+def _cmd_model(args: argparse.Namespace) -> int:
+    """``vigil-edge model``: the store's files are changed here; a running edge follows the
+    switch within a few seconds (edge/activation.py)."""
+    from edge.learned import check_bundle  # noqa: PLC0415 - loads TFLite only when needed
+    from edge.modelstore import InstallError, ModelStore  # noqa: PLC0415
+    from models.signing import load_public_key  # noqa: PLC0415
+
+    _setup_logging("WARNING")
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        for error in exc.errors:
+            print(f"vigil-edge model: configuration: {error}", file=sys.stderr)
+        return _EXIT_USAGE
+    m = config.model
+    if not m.store_dir:
+        print("vigil-edge model: [model] store_dir is not set: there is no model store",
+              file=sys.stderr)
+        return _EXIT_USAGE
+    store = ModelStore(m.store_dir, keep=m.keep, max_trial_boots=m.max_trial_boots)
+    try:
+        if args.action == "install":
+            keys = [load_public_key(k) for k in m.trusted_keys]
+            done = store.install(args.path, trusted=keys,
+                                 check=lambda p: check_bundle(p, [b.id for b in config.beds]))
+            what = "already active" if done.before == done.bundle_id else "installed"
+            was = done.before or "the configured bundle"
+            print(f"{what} {done.bundle_id} (version {done.version}; was {was}); a running edge "
+                  "switches to it within a few seconds")
+            return _EXIT_OK
+        if args.action == "rollback":
+            ptr = store.rollback("asked with vigil-edge model rollback")
+            print(f"now active: {ptr.active or 'the configured bundle (' + m.bundle + ')'}")
+            return _EXIT_OK
+    except (InstallError, ValueError) as exc:
+        print(f"vigil-edge model {args.action}: refused: {exc}", file=sys.stderr)
+        return _EXIT_INVALID
+    ptr = store.pointer()
+    print(f"active: {ptr.active or 'the configured bundle (' + m.bundle + ')'}"
+          + (f" [{ptr.state}]" if ptr.active else "") + (f"; {ptr.reason}" if ptr.reason else ""))
+    for bid in store.installed():
+        mark = "*" if bid == ptr.active else ("previous" if bid in ptr.previous else "")
+        print(f"  {mark:<9}{bid}")
+    return _EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``vigil-edge`` console script; returns the process exit code."""
     args = _build_parser().parse_args(argv)
-    if args.command == "config":
-        return _cmd_config(args)
-    if args.command == "run":
-        return _cmd_run(args)
-    if args.command == "assess":
-        return _cmd_assess(args)
     if args.command in COMMANDS:
         return _cmd_remote(args)
-    if args.command == "status":
-        return _cmd_status(args)
-    return _cmd_alerts(args)
+    handlers = {"config": _cmd_config, "run": _cmd_run, "assess": _cmd_assess,
+                "status": _cmd_status, "model": _cmd_model, "alerts": _cmd_alerts}
+    return handlers[args.command](args)
 
 
 if __name__ == "__main__":

@@ -367,6 +367,18 @@ class ModelConfig:
 
     bundle: str
     artefact_hold_s: float = 10.0
+    store_dir: str = ""
+    """Where installed bundles live (edge/modelstore.py); "" = no store: only ``bundle`` runs
+    and nothing can be installed. The store's active bundle, when there is one, runs instead
+    of ``bundle``, which stays the fallback of a rollback."""
+    trusted_keys: tuple[str, ...] = ()
+    """Ed25519 public key files (PEM) whose signature an installed bundle must carry."""
+    keep: int = 3
+    """Previous bundles kept for a rollback (1-10)."""
+    confirm_after_s: float = 300.0
+    """Seconds a newly installed bundle must run before it counts as good (10-86400)."""
+    max_trial_boots: int = 3
+    """Starts of an unconfirmed bundle after which it is rolled back at the next start (1-10)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -755,13 +767,28 @@ def _parse_buffers(c: _Checker, root: Mapping[str, Any]) -> BufferConfig:
 def _parse_model(c: _Checker, root: Mapping[str, Any]) -> ModelConfig:
     p = "model"
     t = c.table(root, p, "")
-    c.keys(t, ["bundle", "artefact_hold_s"], p)
+    c.keys(t, ["bundle", "artefact_hold_s", "store_dir", "trusted_keys", "keep",
+               "confirm_after_s", "max_trial_boots"], p)
     bundle = c.string(t, "bundle", p, "")
     if bundle and not bundle.strip():
         c.error(f"{p}.bundle", 'only whitespace; use "" for no model')
         bundle = ""
     hold = c.number(t, "artefact_hold_s", p, 10.0, (0.0, ARTEFACT_HOLD_MAX_S))
-    return ModelConfig(bundle=bundle, artefact_hold_s=hold)
+    keys = t.get("trusted_keys", [])
+    if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
+        c.error(f"{p}.trusted_keys", f"expected a list of key file paths, got {_describe(keys)}")
+        keys = []
+    for i, key in enumerate(keys):
+        if not Path(key).expanduser().is_file():
+            c.error(f"{p}.trusted_keys[{i}]", f"{key!r}: no such file")
+    return ModelConfig(
+        bundle=bundle, artefact_hold_s=hold,
+        store_dir=c.string(t, "store_dir", p, ""),
+        trusted_keys=tuple(str(Path(k).expanduser()) for k in keys),
+        keep=c.integer(t, "keep", p, 3, (1, 10)),
+        confirm_after_s=c.number(t, "confirm_after_s", p, 300.0, (10.0, 86_400.0)),
+        max_trial_boots=c.integer(t, "max_trial_boots", p, 3, (1, 10)),
+    )
 
 
 def _parse_news2(c: _Checker, root: Mapping[str, Any]) -> News2Config:

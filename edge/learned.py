@@ -84,6 +84,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
@@ -121,6 +122,7 @@ __all__ = [
     "LearnedModelError",
     "LearnedSetup",
     "ModelUnavailableDetector",
+    "check_bundle",
     "load_learned",
     "model_key",
 ]
@@ -865,11 +867,22 @@ class LearnedSetup:
         return replace(self, detectors=[*defaults, *self.own])
 
 
+def check_bundle(path: str | Path, bed_ids: Sequence[str] = ()) -> str:
+    """Load ``path`` exactly as the runtime would (hashes, golden vectors through the real
+    TFLite runtime and numpy scorers, then rule 6's refusals); its version, or the
+    `BundleError` / `LearnedModelError` that refuses it. The model store's verify and
+    self-test steps (edge/modelstore.py)."""
+    bundle = load_bundle(path)
+    LearnedDetector(bundle, bed_ids)
+    return bundle.version
+
+
 def model_key(config: EdgeConfig) -> tuple[object, ...]:
     """What `load_learned` reads beyond the defaults: when it is unchanged, a reload keeps the
     loaded model (`LearnedSetup.with_defaults`) instead of loading the bundle again."""
-    return (config.model, config.alarms.stale_s, config.news2.manual_max_age_s,
-            tuple(b.id for b in config.beds), config.technical.priority("model_unavailable"))
+    return (config.model.bundle, config.model.artefact_hold_s, config.alarms.stale_s,
+            config.news2.manual_max_age_s, tuple(b.id for b in config.beds),
+            config.technical.priority("model_unavailable"))
 
 
 def load_learned(config: EdgeConfig) -> LearnedSetup:

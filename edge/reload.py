@@ -11,7 +11,9 @@ Applied in place, readers and the broker connection untouched (so no frame is dr
 
 Refused with the keys named, because they mean a new serial port, a new broker session, other
 buffers or another journal: ``[device]``, the rest of ``[mqtt]``, the beds themselves (ids,
-serial ports, baud rates), ``[buffers]`` and ``[journal]``. Those need a restart.
+serial ports, baud rates), ``[buffers]``, ``[journal]`` and the model store's place and
+policy (``model.store_dir``, ``model.keep``, ``model.max_trial_boots``). Those need a
+restart.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ HOT_MQTT_KEYS: Final = frozenset({"vitals_interval_s", "status_interval_s", "com
 """``[mqtt]`` keys a reload applies; every other one needs a restart."""
 _HOT_SECTIONS: Final = ("alarms", "technical", "news2", "model", "homeassistant")
 _RESTART_SECTIONS: Final = ("device", "buffers", "journal")
+_RESTART_KEYS: Final = frozenset({"model.store_dir", "model.keep", "model.max_trial_boots"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +77,8 @@ def plan_reload(old: EdgeConfig, new: EdgeConfig) -> ReloadPlan:
     for key in _fields("mqtt", old.mqtt, new.mqtt):
         (changed if key.removeprefix("mqtt.") in HOT_MQTT_KEYS else restart).append(key)
     for section in _HOT_SECTIONS:
-        changed.extend(_fields(section, getattr(old, section), getattr(new, section)))
+        for key in _fields(section, getattr(old, section), getattr(new, section)):
+            (restart if key in _RESTART_KEYS else changed).append(key)
     changed.extend(_limits(old, new))
     before = {b.id: b for b in old.beds}
     after = {b.id: b for b in new.beds}

@@ -24,6 +24,7 @@ from typing import Any, Final, Protocol
 
 import numpy as np
 
+from edge.activation import ModelManager
 from edge.alarms import AlarmManager, alarm_timing
 from edge.bedstate import BedState, VitalsSample
 from edge.commands import (
@@ -42,7 +43,7 @@ from edge.events import AlertEvent, Detection
 from edge.explain import explain
 from edge.homeassistant import discovery_messages
 from edge.journal import Journal
-from edge.learned import LearnedSetup, load_learned, model_key
+from edge.learned import load_learned, model_key
 from edge.mqtt import MqttPublisher
 from edge.news2 import News2, news2, news2_inputs
 from edge.outbox import Outbox
@@ -173,6 +174,13 @@ class EdgeCore:
         self.alarms.retime(alarm_timing(config.alarms))
         self._dirty.update(self.beds)
         self._news2_now.update(self.beds)
+
+    def swap_detectors(self, detectors: Sequence[Detector], gate: ArtefactGate | None) -> None:
+        """Score with ``detectors`` from the next `evaluate` on (a model switch, see
+        edge/activation.py); everything else, alerts included, carries over."""
+        self.detectors = list(detectors)
+        self.gate = gate
+        self._dirty.update(self.beds)
 
     def on_frame(self, bed: str, frame: Frame, now: float) -> None:
         """A frame from ``bed``'s board arrived at ``now`` (s)."""
@@ -376,13 +384,11 @@ class Runtime:
         self._frames_seen: dict[str, tuple[int, float]] = {}
         # The learned model is loaded (and verified) here, once; a refused bundle leaves the
         # fixed limits running plus the technical alert model_unavailable (edge.learned).
-        self.model_status: dict[str, str] | None = None
-        self._setup: LearnedSetup | None = None
+        self.models: ModelManager | None = None
         gate = None
         if detectors is None:
-            self._setup = load_learned(config)
-            detectors, self.model_status = self._setup.detectors, dict(self._setup.status)
-            gate = self._setup.gate
+            self.models = ModelManager(config, monotonic=self.clock.monotonic)
+            detectors, gate = self.models.setup.detectors, self.models.setup.gate
         self.core = EdgeCore(config, now=self.clock.monotonic(), detectors=detectors, gate=gate)
         self.journal = (
             Journal(config.journal.state_dir, max_age_s=config.journal.max_age_s)
@@ -464,6 +470,7 @@ class Runtime:
                 self._drain(_TICK_S)
                 self._run_commands()
                 now = self.clock.monotonic()
+                self._follow_model(now)
                 changed: set[str] = set()
                 for bed, result, sources in self.core.news2_due(now):
                     _log.info("bed %s NEWS2 %d (%s)", bed, result.total, result.response.value)
@@ -497,6 +504,7 @@ class Runtime:
                         self.publisher.publish_retained(topic, payload)
                 if reconnected or status_due:
                     self.publisher.publish_status(self.status())
+                    self._publish_model_state()
                     last_status = now
                 self.publisher.pump()
         finally:
@@ -564,6 +572,26 @@ class Runtime:
                 time=iso_utc(self.clock.time()),
             ))
 
+    def _follow_model(self, now: float) -> None:
+        """Swap in a model the store switched to, once it is loaded and warm (between two
+        ticks: edge/activation.py); its state goes out at once."""
+        if self.models is None:
+            return
+        setup = self.models.poll(self.config, self.core.beds, now)
+        if setup is None:
+            return
+        t0 = time.perf_counter()
+        self.core.swap_detectors(setup.detectors, setup.gate)
+        self.models.last_swap["swap_ms"] = round((time.perf_counter() - t0) * 1e3, 3)
+        self._publish_model_state()
+
+    def _publish_model_state(self) -> None:
+        if self.models is not None:
+            self.publisher.publish_retained(
+                self.config.topic("model/state"),
+                self.models.state_payload(self.config.device.id, self.clock.time()),
+            )
+
     def request_reload(self) -> None:
         """Re-read the configuration between two ticks (safe to call from a signal handler:
         SIGHUP). Answered on ``cmd/result`` like ``cmd/reload``, with request_id null."""
@@ -601,15 +629,14 @@ class Runtime:
         if not plan.changed:
             return True, "no changes"
         old = self.config
-        if self._setup is None:  # detectors injected (tests, tools): keep them as given
+        if self.models is None:  # detectors injected (tests, tools): keep them as given
             detectors, gate = self.core.detectors, self.core.gate
         else:
-            self._setup = (
-                self._setup.with_defaults(new) if model_key(new) == model_key(old)
-                else load_learned(new)
-            )
-            detectors, gate = self._setup.detectors, self._setup.gate
-            self.model_status = dict(self._setup.status)
+            m = self.models
+            m.reload_keys(new)
+            same = model_key(m.effective(new)) == model_key(m.effective(old))
+            m.setup = m.setup.with_defaults(new) if same else load_learned(m.effective(new))
+            detectors, gate = m.setup.detectors, m.setup.gate
         self.config = new
         self.core.reconfigure(new, detectors, gate)
         if plan.affects("homeassistant"):
@@ -691,7 +718,7 @@ class Runtime:
                 "commands_retained_ignored": self.publisher.commands_retained_ignored,
                 "journal_expired": self.journal.expired if self.journal is not None else 0,
             },
-            model=self.model_status,
+            model=self.models.status if self.models is not None else None,
             health=health,
         )
 

@@ -24,6 +24,7 @@ TOPICS: dict[str, str] = {
     "status": "status",
     "news2/*": "news2",
     "state/*": "state",
+    "model/state": "model-state",
     "cmd/ack": "cmd-ack",
     "cmd/silence": "cmd-silence",
     "cmd/reading": "cmd-reading",

@@ -390,9 +390,9 @@ def test_tampered_bundle_keeps_fixed_limits_and_raises_model_unavailable(
     shutil.copytree(built.path, bad)
     _tamper(bad, lambda m: m["thresholds"].update({"autoencoder.mse": 99.0}))
     runtime = Runtime(_config(bad), reader_factory=_FakeReader)
-    assert runtime.model_status is not None
-    assert runtime.model_status["state"] == "refused"
-    assert "edited after the bundle was written" in runtime.model_status["reason"]
+    assert runtime.models is not None
+    assert runtime.models.status["state"] == "refused"
+    assert "edited after the bundle was written" in runtime.models.status["reason"]
     assert "refused" in caplog.text
     assert not any(isinstance(d, LearnedDetector) for d in runtime.core.detectors)
     status = json.loads(runtime.status())
@@ -503,7 +503,7 @@ for k, row in enumerate(rows):
     runtime.core.evaluate(float(k))
 learned = runtime.core.detectors[-1]
 bad = ("tensorflow", "keras", "tf_keras", "sklearn", "training")
-print(json.dumps({{"status": runtime.model_status, "scores": learned.scores("bed1"),
+print(json.dumps({{"status": runtime.models.status, "scores": learned.scores("bed1"),
                   "errors": runtime.core.detector_errors,
                   "bad": sorted(m for m in sys.modules if m.split(".")[0] in bad)}}))
 """
@@ -545,6 +545,7 @@ def test_vigil_edge_run_with_a_bundle_publishes_learned_alerts(  # noqa: PLR0917
         ).data
         assert status["model"] == {
             "state": "loaded", "version": vb.VERSION, "model": MODEL, "bundle": str(built.path),
+            "source": "configured",
         }
         feeder.start()
         feeder.set(spo2_pct=70.0, hr_bpm=150.0, rr_per_min=35.0)

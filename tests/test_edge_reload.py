@@ -228,7 +228,8 @@ def test_reload_of_a_model_bundle_that_is_refused_keeps_the_fixed_limits(
     runtime, _, path = edge
     sub = mqtt_collector(mosquitto, [f"vigil/{device_id}/#"])
     sub.wait_for(lambda m: m.topic.endswith("/status"))
-    assert runtime.model_status == {"state": "off"}
+    assert runtime.models is not None
+    assert runtime.models.status == {"state": "off", "source": "configured"}
     path.write_text(path.read_text() + f'\n[model]\nbundle = "{tmp_path / "missing"}"\n')
     runtime.request_reload()
     runtime.request_reload()
