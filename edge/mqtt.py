@@ -55,6 +55,8 @@ _PAHO_MAX_INFLIGHT = 20
 """paho's in-flight limit; kept above the outbox window so paho never queues alerts itself."""
 
 
+MODEL_INBOUND: Final = ("offer", "chunk")
+"""``<prefix>/<device>/model/<leaf>`` topics the edge subscribes to (docs/flashing.md)."""
 _TLS_CHECK_TIMEOUT_S: Final = 3.0
 _AUTH_FAILURES: Final = frozenset({4, 5, 134, 135})
 """CONNACK codes for bad credentials: MQTT 3.1.1 4 and 5, MQTT 5 0x86 and 0x87."""
@@ -93,12 +95,16 @@ class MqttPublisher:
         outbox: Outbox,
         command_base: str | None = None,
         on_command: Callable[[str, bytes], None] | None = None,
+        model_base: str | None = None,
+        on_model: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self._config = config
         self._status_topic = status_topic
         self._alert_topic = alert_topic
         self._command_base = command_base
         self._on_command_cb = on_command
+        self._model_base = model_base
+        self._on_model_cb = on_model
         self.commands_retained_ignored = 0
         self.outbox = outbox
         self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
@@ -274,6 +280,9 @@ class MqttPublisher:
             self._need_status = True
         if self._command_base is not None:
             client.subscribe(f"{self._command_base}/+", qos=_QOS_AT_LEAST_ONCE)
+        if self._model_base is not None and self._on_model_cb is not None:
+            client.subscribe([(f"{self._model_base}/{leaf}", _QOS_AT_LEAST_ONCE)
+                              for leaf in MODEL_INBOUND])
         self._connected.set()
 
     def _on_disconnect(
@@ -296,8 +305,16 @@ class MqttPublisher:
             )
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        """A command (edge/commands.py): handed to the runtime unless retained."""
-        name = msg.topic.rsplit("/", 1)[-1]
+        """A command (edge/commands.py) or a model transfer message (docs/flashing.md): handed
+        to the runtime unless retained."""
+        base, _, name = msg.topic.rpartition("/")
+        if base == self._model_base and name in MODEL_INBOUND:
+            if msg.retain:
+                self.commands_retained_ignored += 1
+                _log.warning("ignored a RETAINED model transfer message on %s", msg.topic)
+            elif self._on_model_cb is not None:
+                self._on_model_cb(name, bytes(msg.payload))
+            return
         if name == RESULT_LEAF or self._on_command_cb is None:
             return  # our own answers share the command level
         if msg.retain:
@@ -308,6 +325,15 @@ class MqttPublisher:
             )
             return
         self._on_command_cb(name, bytes(msg.payload))
+
+    def publish_event(self, topic: str, payload: bytes) -> None:
+        """A QoS 1, not retained message outside the alert queue (model transfer progress):
+        only while connected; the sender re-asks after a reconnect (docs/flashing.md)."""
+        if not self.connected:
+            return
+        info = self._client.publish(topic, payload, qos=_QOS_AT_LEAST_ONCE)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            _log.warning("message to %s not sent now (%s)", topic, mqtt.error_string(info.rc))
 
     def publish_result(self, name: str, payload: bytes) -> None:
         """The answer to a command on ``<command_base>/result`` (QoS 1, not retained)."""
