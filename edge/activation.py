@@ -20,6 +20,10 @@ loop only asks it between two ticks. Rules:
    (`ModelStore.confirm`); one that crashes the edge first is rolled back at the next start.
 5. **Reporting.** `state_payload` is the retained ``model/state``: what runs, from where, its
    files' sha256, the store pointer and the last swap.
+6. **Bundles over MQTT** (docs/flashing.md): `transfer_message` feeds ``model/offer`` and
+   ``model/chunk`` to `edge.transfer.TransferReceiver`; `transfer_tick` installs a complete
+   transfer through the same `ModelStore.install` on a worker thread and answers with the
+   store's outcome. The switch is then followed like any other (rule 2).
 """
 
 from __future__ import annotations
@@ -31,13 +35,15 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Final
 
 from edge.bedstate import BedState
 from edge.config import EdgeConfig
-from edge.learned import LearnedDetector, LearnedSetup, load_learned
+from edge.learned import LearnedDetector, LearnedSetup, check_bundle, load_learned
 from edge.modelstore import InstallError, ModelStore, describe
 from edge.payloads import iso_utc
+from edge.transfer import TransferError, TransferReceiver
 from models.bundle import MANIFEST_FILE, bundle_location
 from models.signing import TrustedKey, load_public_key
 
@@ -80,6 +86,11 @@ class ModelManager:
         self.trusted = _keys(config)
         if self.store is not None:
             self.store.boot()
+        # Bundles sent over MQTT (docs/flashing.md), installed through the same store.
+        self.receiver = (TransferReceiver(self.store.root / "incoming", device=config.device.id)
+                         if self.store is not None else None)
+        self._installs: queue.SimpleQueue[tuple[str, bool, str | None, str | None, str]] = (
+            queue.SimpleQueue())
         self._stat: tuple[int, int, int] | None = None
         self._last_poll = -float("inf")
         self._since = monotonic()
@@ -226,6 +237,61 @@ class ModelManager:
         _log.info("model switched to %s (%s)", setup.status.get("version", path), target
                   or "configured bundle")
         return setup
+
+    # -- bundles arriving over MQTT (rule 6) ---------------------------------------------------
+
+    def transfer_message(self, name: str, payload: bytes) -> list[bytes]:
+        """A ``model/offer`` or ``model/chunk`` message; the progress payloads to publish."""
+        if self.receiver is None:
+            _log.warning("model/%s ignored: no model store on this device ([model] store_dir)",
+                         name)
+            return []
+        if name == "offer":
+            return [self.receiver.offer(payload)]
+        out = self.receiver.chunk(payload)
+        return [] if out is None else [out]
+
+    def transfer_tick(self, config: EdgeConfig) -> list[bytes]:
+        """Each tick: stall reports, installs of complete transfers (on a worker thread, the
+        store's steps take about a second) and their results; progress payloads to publish."""
+        if self.receiver is None or self.store is None:
+            return []
+        rx, store = self.receiver, self.store
+        out = rx.poll()
+        for tid in rx.ready():
+            try:
+                path = rx.completed(tid)
+            except TransferError as exc:
+                out.append(exc.progress)
+                continue
+            out.append(rx.installing(tid))
+            before = self.status.get("version")
+            beds = [b.id for b in config.beds]
+
+            def install(tid: str = tid, path: Path = path, before: str | None = before,
+                        beds: list[str] = beds) -> None:
+                try:
+                    done = store.install(path, trusted=self.trusted,
+                                         check=lambda p: check_bundle(p, beds))
+                except InstallError as exc:
+                    self._installs.put((tid, False, before, before, str(exc)))
+                except Exception as exc:  # an unexpected failure is still an answer
+                    _log.exception("installing transfer %s failed", tid)
+                    self._installs.put((tid, False, before, before, f"{type(exc).__name__}: {exc}"))
+                else:
+                    self._installs.put((tid, True, before, done.version, ""))
+
+            threading.Thread(target=install, name="model-install", daemon=True).start()
+        while True:
+            try:
+                tid, ok, before, after, reason = self._installs.get_nowait()
+            except queue.Empty:
+                break
+            out.append(rx.result(tid, ok=ok, version_before=before, version_after=after,
+                                 reason=reason))
+            if ok:
+                self._last_poll = -float("inf")  # follow the switch at the next poll
+        return out
 
     # -- reporting (rule 5) -------------------------------------------------------------------
 

@@ -40,12 +40,13 @@ from types import FrameType
 from edge.alerts import parse_broker, run_alerts
 from edge.assess import GLUCOSE_UNITS, AssessError, assess, format_assessment, parse_manual
 from edge.commands import COMMANDS, CommandError
-from edge.config import ConfigError, MqttSecurity, default_config_text, load_config
+from edge.config import ConfigError, default_config_text, load_config
 from edge.remote import (
     CommandTimeoutError,
-    client_security,
+    add_security_flags,
     fetch_status,
     format_status,
+    security_from_args,
     send_command,
 )
 from edge.runtime import Runtime
@@ -120,7 +121,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     alerts = sub.add_parser("alerts", help="print alerts for a nurse-station terminal")
     alerts.add_argument("--broker", metavar="HOST[:PORT]", required=True, help="MQTT broker")
-    _add_security_flags(alerts)
+    add_security_flags(alerts)
     alerts.add_argument("--device", metavar="ID", default="+", help="one device (default: all)")
     alerts.add_argument("--topic-prefix", metavar="P", default="vigil", help="default: vigil")
     alerts.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -164,7 +165,7 @@ def _add_remote_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     """``status`` and the commands sent to a running edge over MQTT."""
     status = sub.add_parser("status", help="show an edge's health from its retained status")
     status.add_argument("--broker", metavar="HOST[:PORT]", required=True, help="MQTT broker")
-    _add_security_flags(status)
+    add_security_flags(status)
     status.add_argument("--device", metavar="ID", required=True, help="the edge's device id")
     status.add_argument("--topic-prefix", metavar="P", default="vigil", help="default: vigil")
     status.add_argument("--timeout", metavar="S", type=float, default=5.0)
@@ -176,7 +177,7 @@ def _add_remote_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]
                        ("reload", "make the edge re-read its configuration file (as SIGHUP)")):
         cmd = sub.add_parser(name, help=what)
         cmd.add_argument("--broker", metavar="HOST[:PORT]", required=True, help="MQTT broker")
-        _add_security_flags(cmd)
+        add_security_flags(cmd)
         cmd.add_argument("--device", metavar="ID", required=True, help="the edge's device id")
         cmd.add_argument("--topic-prefix", metavar="P", default="vigil", help="default: vigil")
         cmd.add_argument("--timeout", metavar="S", type=float, default=5.0,
@@ -198,25 +199,6 @@ def _add_remote_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]
             cmd.add_argument("--glucose", metavar="N", type=float, help="blood glucose")
             cmd.add_argument("--glucose-unit", default=GLUCOSE_UNITS[0], choices=GLUCOSE_UNITS,
                              help=f"unit of --glucose (default {GLUCOSE_UNITS[0]})")
-
-
-def _add_security_flags(parser: argparse.ArgumentParser) -> None:
-    """What a client needs for a broker with passwords and TLS (README, MQTT security)."""
-    group = parser.add_argument_group("broker security (as the edge's [mqtt] section)")
-    group.add_argument("--username", metavar="USER", default="", help="MQTT user name")
-    group.add_argument("--password-file", metavar="FILE", default="",
-                       help="file whose first line is the password (never a flag: ps shows it)")
-    group.add_argument("--tls", action="store_true", help="TLS, trusting the system CAs")
-    group.add_argument("--tls-ca", metavar="FILE", default="",
-                       help="TLS, trusting the CA in FILE (the one that signed the broker)")
-    group.add_argument("--tls-cert", metavar="FILE", default="", help="client certificate")
-    group.add_argument("--tls-key", metavar="FILE", default="", help="its private key")
-
-
-def _security(args: argparse.Namespace) -> MqttSecurity:
-    return client_security(username=args.username, password_file=args.password_file,
-                           tls=args.tls, tls_ca=args.tls_ca, tls_cert=args.tls_cert,
-                           tls_key=args.tls_key)
 
 
 def _setup_logging(level: str) -> None:
@@ -273,7 +255,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_alerts(args: argparse.Namespace) -> int:
     _setup_logging("WARNING")
     try:
-        security = _security(args)
+        security = security_from_args(args)
     except ValueError as exc:
         print(f"vigil-edge alerts: {exc}", file=sys.stderr)
         return _EXIT_USAGE
@@ -355,7 +337,7 @@ def _cmd_remote(args: argparse.Namespace) -> int:
         host, port = parse_broker(args.broker)
         result = send_command(host, port, topic_prefix=args.topic_prefix, device=args.device,
                               name=args.command, body=body, timeout_s=args.timeout,
-                              security=_security(args))
+                              security=security_from_args(args))
     except (ValueError, CommandError) as exc:
         print(f"vigil-edge {args.command}: {exc}", file=sys.stderr)
         return _EXIT_USAGE
@@ -373,7 +355,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     try:
         host, port = parse_broker(args.broker)
         status = fetch_status(host, port, topic_prefix=args.topic_prefix, device=args.device,
-                              timeout_s=args.timeout, security=_security(args))
+                              timeout_s=args.timeout, security=security_from_args(args))
     except ValueError as exc:
         print(f"vigil-edge status: {exc}", file=sys.stderr)
         return _EXIT_USAGE

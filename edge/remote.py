@@ -8,6 +8,7 @@ time (edge off, or broker unreachable).
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -28,8 +29,8 @@ from edge.mqtt import secure
 from edge.payloads import iso_utc
 
 __all__ = [
-    "CommandTimeoutError", "client_security", "fetch_status", "format_status",
-    "send_command",
+    "CommandTimeoutError", "add_security_flags", "client_security", "fetch_status",
+    "format_status", "security_from_args", "send_command",
 ]
 
 _log = logging.getLogger(__name__)
@@ -45,6 +46,27 @@ class CommandTimeoutError(TimeoutError):
 def _readable(path: str, flag: str) -> None:
     if path and not os.access(path, os.R_OK):
         raise ValueError(f"{flag} {path}: not a readable file")
+
+
+def add_security_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags every MQTT client command takes for a broker with passwords and TLS (``vigil-edge
+    status|alerts|ack|...`` and ``vigil-train flash``); read them with `security_from_args`."""
+    group = parser.add_argument_group("broker security (as the edge's [mqtt] section)")
+    group.add_argument("--username", metavar="USER", default="", help="MQTT user name")
+    group.add_argument("--password-file", metavar="FILE", default="",
+                       help="file whose first line is the password (never a flag: ps shows it)")
+    group.add_argument("--tls", action="store_true", help="TLS, trusting the system CAs")
+    group.add_argument("--tls-ca", metavar="FILE", default="",
+                       help="TLS, trusting the CA in FILE (the one that signed the broker)")
+    group.add_argument("--tls-cert", metavar="FILE", default="", help="client certificate")
+    group.add_argument("--tls-key", metavar="FILE", default="", help="its private key")
+
+
+def security_from_args(args: argparse.Namespace) -> MqttSecurity:
+    """`client_security` from the flags of `add_security_flags` (ValueError naming a flag)."""
+    return client_security(username=args.username, password_file=args.password_file,
+                           tls=args.tls, tls_ca=args.tls_ca, tls_cert=args.tls_cert,
+                           tls_key=args.tls_key)
 
 
 def client_security(

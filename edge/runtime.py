@@ -400,6 +400,7 @@ class Runtime:
         # None) and are applied on the runtime thread; SimpleQueue.put is reentrant, and the
         # queue is unbounded: a command is never dropped (a frame may be, see _INBOX_MAX).
         self._commands: queue.SimpleQueue[tuple[str, bytes | None]] = queue.SimpleQueue()
+        self._model_msgs: queue.SimpleQueue[tuple[str, bytes]] = queue.SimpleQueue()
         self.publisher = MqttPublisher(
             config.mqtt,
             status_topic=config.topic("status"),
@@ -407,6 +408,9 @@ class Runtime:
             outbox=self.outbox,
             command_base=config.topic("cmd"),
             on_command=lambda name, payload: self._commands.put((name, payload)),
+            model_base=(config.topic("model") if self.models is not None
+                        and self.models.receiver is not None else None),
+            on_model=lambda name, payload: self._model_msgs.put((name, payload)),
         )
         self._inbox: queue.Queue[tuple[str, Frame | bool]] = queue.Queue(_INBOX_MAX)
         self.frames_dropped = 0
@@ -577,6 +581,16 @@ class Runtime:
         ticks: edge/activation.py); its state goes out at once."""
         if self.models is None:
             return
+        progress = self.config.topic("model/progress")
+        while True:
+            try:
+                name, payload = self._model_msgs.get_nowait()
+            except queue.Empty:
+                break
+            for out in self.models.transfer_message(name, payload):
+                self.publisher.publish_event(progress, out)
+        for out in self.models.transfer_tick(self.config):
+            self.publisher.publish_event(progress, out)
         setup = self.models.poll(self.config, self.core.beds, now)
         if setup is None:
             return

@@ -58,6 +58,8 @@ class Received:
     data: Any
     retain: bool
     payload: bytes = b""
+    at: float = 0.0
+    """time.monotonic() when it arrived."""
 
 
 class MqttCollector:
@@ -99,7 +101,8 @@ class MqttCollector:
         except ValueError:
             data = None
         with self._cond:
-            self.messages.append(Received(msg.topic, data, bool(msg.retain), bytes(msg.payload)))
+            self.messages.append(Received(msg.topic, data, bool(msg.retain), bytes(msg.payload),
+                                          time.monotonic()))
             self._cond.notify_all()
 
     def wait_connected(self, timeout_s: float = 10.0, count: int = 1) -> None:

@@ -14,6 +14,8 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from edge.transfer import decode_chunk
+
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "docs" / "schemas"
 PREFIX = "vigil"
 
@@ -25,6 +27,9 @@ TOPICS: dict[str, str] = {
     "news2/*": "news2",
     "state/*": "state",
     "model/state": "model-state",
+    "model/offer": "model-offer",
+    "model/chunk": "model-chunk",
+    "model/progress": "model-progress",
     "cmd/ack": "cmd-ack",
     "cmd/silence": "cmd-silence",
     "cmd/reading": "cmd-reading",
@@ -63,6 +68,12 @@ def errors(topic: str, payload: bytes) -> list[str]:
         return [f"{topic}: not a topic of the contract (docs/mqtt.md)"]
     if not payload:
         return [] if stem.startswith("cmd-") else [f"{topic}: empty payload"]
+    if stem == "model-chunk":  # binary by design (docs/flashing.md)
+        try:
+            decode_chunk(payload)
+        except ValueError as exc:
+            return [f"{topic}: not a chunk ({exc})"]
+        return []
     try:
         data: Any = json.loads(payload)
     except ValueError as exc:

@@ -9,6 +9,7 @@
                         [--out report.json] [--markdown report.md]
     vigil-train keygen NAME [--force]
     vigil-train sign BUNDLE --key NAME.key
+    vigil-train flash BUNDLE --broker HOST[:PORT] (--device ID [--device ID ...] | --all) ...
 
 `fit` and `calibrate` calibrate on the real numerics found in ``--data`` (MIMIC-III numerics,
 BIDMC Numerics), or on the shipped 2 h MIMIC-III excerpt when it is not given.
@@ -96,6 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     sign_p = sub.add_parser("sign", help="verify a bundle and sign its manifest")
     sign_p.add_argument("bundle", help="bundle directory (manifest.sig is written into it)")
     sign_p.add_argument("--key", required=True, help="private key file (NAME.key)")
+    sub.add_parser("flash", add_help=False,
+                   help="send a signed bundle to devices over MQTT (vigil-train flash --help)")
     return ap
 
 
@@ -236,6 +239,11 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one return per command
     """Entry point of `vigil-train`; returns the exit code."""
+    given = sys.argv[1:] if argv is None else argv
+    if given[:1] == ["flash"]:  # its own flags (training/flash.py)
+        from training.flash import flash_main  # noqa: PLC0415 - paho only when flashing
+
+        return flash_main(given[1:])
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
