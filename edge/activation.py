@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -47,12 +49,30 @@ from edge.transfer import TransferError, TransferReceiver
 from models.bundle import MANIFEST_FILE, bundle_location
 from models.signing import TrustedKey, load_public_key
 
-__all__ = ["POLL_S", "ModelManager"]
+__all__ = ["KILL_AT_ENV", "POLL_S", "ModelManager"]
 
 _log = logging.getLogger(__name__)
 
 POLL_S: Final = 2.0
 """How often the store's pointer is looked at (s): a switch is followed within this."""
+KILL_AT_ENV: Final = "VIGIL_TEST_KILL_AT"
+"""Crash tests only: an install step (`edge.modelstore.STEPS`, or ``report``: installed, the
+answer not yet sent) after which the edge process kills itself with SIGKILL, as a power cut
+would stop it there. Unset, it does nothing."""
+
+
+def _crash_hook() -> Callable[[str], None] | None:
+    step = os.environ.get(KILL_AT_ENV)
+    if not step:
+        return None
+    _log.warning("%s=%s: this process will kill itself after that install step", KILL_AT_ENV,
+                 step)
+
+    def fault(name: str) -> None:
+        if name == step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return fault
 
 
 def _files(bundle_dir: str) -> dict[str, str]:
@@ -270,9 +290,12 @@ class ModelManager:
 
             def install(tid: str = tid, path: Path = path, before: str | None = before,
                         beds: list[str] = beds) -> None:
+                crash = _crash_hook()
                 try:
                     done = store.install(path, trusted=self.trusted,
-                                         check=lambda p: check_bundle(p, beds))
+                                         check=lambda p: check_bundle(p, beds), fault=crash)
+                    if crash is not None:
+                        crash("report")
                 except InstallError as exc:
                     self._installs.put((tid, False, before, before, str(exc)))
                 except Exception as exc:  # an unexpected failure is still an answer

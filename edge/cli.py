@@ -241,11 +241,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _log.info("received %s, stopping", signal.Signals(signum).name)
         stop.set()
 
+    # Before the runtime is built (loading a model takes a second): a SIGTERM then still
+    # stops cleanly, at the first tick.
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     runtime = Runtime(config, reload_config=lambda: load_config(
         args.config, serial=args.serial, broker=args.broker, device_id=args.device_id
     ))
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     # Only queues the request: the runtime thread reloads between two ticks (edge/reload.py).
     signal.signal(signal.SIGHUP, lambda signum, frame: runtime.request_reload())
     runtime.run(stop)

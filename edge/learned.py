@@ -95,6 +95,7 @@ from edge.config import ARTEFACT_HOLD_MAX_S, EdgeConfig
 from edge.detect import Detector, default_detectors
 from edge.events import Detection, Driver, Priority
 from edge.explain import MAX_DRIVERS
+from firmware_bridge.frames import PROTOCOL_VERSION
 from models.bundle import Bundle, BundleError, bundle_location, load_bundle
 from models.dbscan import DbscanScorer
 from models.features import (
@@ -319,6 +320,12 @@ class _Plan:
             raise _refuse(
                 f"requires.feature_spec_version = {required!r}; this edge computes version "
                 f"{FEATURE_SPEC_VERSION}"
+            )
+        protocol = m.requires.get("protocol_version", PROTOCOL_VERSION)
+        if protocol != PROTOCOL_VERSION:
+            raise _refuse(
+                f"requires.protocol_version = {protocol!r}; this edge reads board protocol "
+                f"version {PROTOCOL_VERSION} (firmware_bridge/PROTOCOL.md)"
             )
         try:
             spec = FeatureSpec.from_dict(m.feature_spec)

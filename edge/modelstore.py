@@ -278,7 +278,7 @@ class ModelStore:
         t0 = time.perf_counter()
         bundle_id = _bundle_id(src)
         try:
-            verify_signature(src, trusted)
+            signer = verify_signature(src, trusted).key_id
             version = check(src)
         except SignatureError as exc:
             raise InstallError("verify", str(exc)) from exc
@@ -315,8 +315,11 @@ class ModelStore:
             before = ptr.active
             previous = tuple(b for b in (before, *ptr.previous) if b and b != bundle_id)
             kept, dropped = previous[: self.keep], previous[self.keep:]
-            self._write_pointer(Pointer(active=bundle_id, previous=kept, state=_TRIAL, boots=0,
-                                        activated=self._clock(), reason="installed"))
+            self._write_pointer(Pointer(
+                active=bundle_id, previous=kept, state=_TRIAL, boots=0, activated=self._clock(),
+                reason=f"installed {version}: signed by trusted key {signer}; files, golden "
+                       "vectors and edge compatibility verified; self-test of the staged copy "
+                       "passed"))
         times["switch"] = time.perf_counter() - t0
         _step(fault, "switch")
         for old in dropped:

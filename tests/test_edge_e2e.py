@@ -91,8 +91,8 @@ class Feeder:
 class EdgeProcess:
     """`python -m edge.cli run` with its stderr collected line by line."""
 
-    def __init__(self, config: Path) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "edge.cli", "run", "--config", str(config)],
             cwd=REPO,

@@ -62,6 +62,10 @@ def _edit_spec(raw: dict[str, Any]) -> None:
     raw["feature_spec"]["version"] = 99
 
 
+def _edit_protocol(raw: dict[str, Any]) -> None:
+    raw["requires"]["protocol_version"] = 2
+
+
 @pytest.mark.parametrize(
     ("make", "reason"),
     [
@@ -69,9 +73,12 @@ def _edit_spec(raw: dict[str, Any]) -> None:
         (lambda d: variant(d, "v-x", key=Ed25519PrivateKey.generate()),
          "which this device does not trust"),
         (lambda d: variant(d, "v-x", key=KEY, edit=_edit_spec), "feature_spec"),
+        (lambda d: variant(d, "v-x", key=KEY, edit=_edit_protocol),
+         "requires.protocol_version = 2; this edge reads board protocol version 1"),
         (lambda d: variant(d, "v-x", key=KEY, golden_offset=0.5), "golden outputs differ"),
     ],
-    ids=["unsigned", "wrong-key", "incompatible-feature-spec", "failing-golden-vectors"],
+    ids=["unsigned", "wrong-key", "incompatible-feature-spec", "newer-board-protocol",
+         "failing-golden-vectors"],
 )
 def test_refused_bundles_name_the_reason_and_change_nothing(
     store: ModelStore, tmp_path: Path, make: Any, reason: str,

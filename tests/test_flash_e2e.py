@@ -5,6 +5,7 @@ alerts carry the new version, and a tampered transfer is refused with its reason
 from __future__ import annotations
 
 import itertools
+import signal
 import subprocess
 import sys
 import time
@@ -16,8 +17,10 @@ from _bundles import variant
 from conftest import MosquittoBroker, MqttCollector, Received
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from test_edge_e2e import EdgeProcess, _write_config
+from test_edge_e2e import EdgeProcess, Feeder, _write_config
 
+from edge.activation import KILL_AT_ENV
+from edge.payloads import iso_utc
 from training.cli import main as train_main
 
 pytestmark = pytest.mark.slow
@@ -77,6 +80,14 @@ trusted_keys = ["{pub}"]
         refused = sub.wait_for(lambda m: m.topic.endswith("/model/progress")
                                and m.data.get("state") == "refused", timeout_s=10).data
         assert "does not trust" in refused["reason"]
+        # Signed by a trusted key but for a newer feature spec: refused before anything changes.
+        newer = variant(tmp_path / "newer", "v-newer", key=key,
+                        edit=lambda raw: raw["requires"].update(feature_spec_version=2))
+        assert train_main(["flash", str(newer), *broker, "--timeout", "60"]) == 1
+        assert "feature_spec_version" in capsys.readouterr().out
+        sub.wait_for(lambda m: m.topic.endswith("/model/progress")
+                     and m.data.get("state") == "refused"
+                     and "requires.feature_spec_version = 2" in m.data["reason"], timeout_s=10)
 
         t_flash = time.monotonic()
         assert train_main(["flash", str(new), *broker, "--timeout", "60"]) == 0
@@ -110,3 +121,52 @@ trusted_keys = ["{pub}"]
     assert all(seqs == list(range(len(seqs))) for seqs in by_id.values()), by_id
     assert status["alerts"]["dropped"] == {"low": 0, "medium": 0, "high": 0}
     assert flashed_s < 120
+
+
+@pytest.mark.parametrize(("step", "runs"), [("stage", "old"), ("switch", "new"),
+                                            ("report", "new")])
+def test_kill_9_of_the_edge_during_activation_restarts_on_one_complete_bundle(
+    tmp_path: Path, mosquitto: MosquittoBroker, mqtt_collector: Callable[..., MqttCollector],
+    step: str, runs: str,
+) -> None:
+    """The edge process dies (SIGKILL, as a power cut) right after an install step: after the
+    copy is staged, after the pointer switched, before the result was reported. Restarted, it
+    runs the old or the new bundle, complete and self-tested, and says which in model/state."""
+    device_id = f"kill-{step}-{tmp_path.name[-6:]}"
+    key = Ed25519PrivateKey.generate()
+    pub = tmp_path / "ward.pub"
+    pub.write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    feeder = Feeder().start()
+    config = _write_config(tmp_path / "edge.toml", mosquitto, device_id, feeder.path)
+    config.write_text(config.read_text() + f"""
+[model]
+bundle = "default"
+store_dir = "{tmp_path / 'store'}"
+trusted_keys = ["{pub}"]
+""")
+    sub = mqtt_collector(mosquitto, [f"vigil/{device_id}/#"])
+    new = variant(tmp_path / "new", "v-new", key=key)
+    try:
+        edge = EdgeProcess(config, env={KILL_AT_ENV: step})
+        old = sub.wait_for(lambda m: m.topic.endswith("/model/state"), timeout_s=30).data
+        code = train_main(["flash", str(new), "--broker", f"127.0.0.1:{mosquitto.port}",
+                           "--device", device_id, "--timeout", "10", "--stall", "1",
+                           "--max-reoffers", "1"])
+        assert edge.proc.wait(30) == -signal.SIGKILL
+        assert code == 1  # the device died before answering
+        since = iso_utc(time.time())
+        restarted = EdgeProcess(config)
+        try:
+            state = sub.wait_for(lambda m: m.topic.endswith("/model/state")
+                                 and m.data["time"] > since, timeout_s=30).data
+            want = old["version"] if runs == "old" else "v-new"
+            assert state["version"] == want
+            assert state["source"] == ("configured" if runs == "old" else "store")
+            assert list((tmp_path / "store" / "staging").iterdir()) == []
+            assert restarted.proc.poll() is None
+        finally:
+            assert restarted.stop() == 0
+        assert "Traceback" not in restarted.log()
+    finally:
+        feeder.close()
