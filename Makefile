@@ -45,6 +45,8 @@ bench: $(TEST_STAMP)
 	$(PY) benchmarks/journal_backlog.py
 	$(PY) benchmarks/alarm_delays.py --data ../shared/data
 	$(PY) benchmarks/edge_memory.py
+	$(PY) benchmarks/flash_time.py
+	$(PY) benchmarks/hot_swap_gap.py
 
 # The default model bundle shipped in the package (models/bundles/default/), rebuilt with
 #   vigil-train fit --preset default --seed 0 --data ../shared/data --out models/bundles/default
