@@ -42,6 +42,7 @@ VITAL_LABELS: Final[Mapping[str, tuple[str, str]]] = {
     "dbp_mmhg": ("DBP", "mmHg"),
     "map_mmhg": ("MAP", "mmHg"),
     "temp_c": ("Temp", "°C"),
+    "ecg_hr_bpm": ("ECG HR", "bpm"),
 }
 """Vital key -> (short label, unit) as a bedside screen shows them."""
 

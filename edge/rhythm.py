@@ -1,0 +1,211 @@
+"""Rhythm alarms from the ECG beats: asystole, extreme rates, ventricular runs, irregular rhythm.
+
+Why a module of its own: these are the alarms IEC 60601-2-27 monitors raise from the ECG, and
+each depends only on the beats found (times, classes), how readable the signal is, and whether
+another channel shows a pulse. Pure: `RhythmMonitor.update` takes those with the current edge
+time (s) and returns `edge.events.Detection`s for the alarm manager; no clock of its own.
+
+Rules
+-----
+
+1. **Technical first.** Lead off (the board's flag) or an unreadable signal
+   (`models.signal_quality.EcgQuality` not ``usable``) raises a technical alert
+   (``lead_off`` comes from the STATUS detector; ``ecg_unreadable`` here, naming the reason)
+   and SUPPRESSES every physiological ECG alarm: a disconnected or saturated ECG shows no
+   beats, and a monitor that calls that asystole is the classic false alarm.
+2. **Asystole**: no beat for ``asystole_s`` (4 s) on a usable signal -> high. When a pulse is
+   seen on the PPG or arterial pressure over the same seconds, the call is downgraded to the
+   technical ``ecg_no_beats`` (medium, "check the ECG"): a heart that makes a pulse is beating
+   (how the best PhysioNet/CinC 2015 entries cut false asystole alarms).
+3. **ECG heart rate**: 60 / median of the last `HR_BEATS` RR intervals (bpm), reported once
+   `HR_BEATS` + 1 beats are known and the newest is younger than ``asystole_s``. Extreme
+   bradycardia below ``extreme_brady_bpm`` (40) and extreme tachycardia above
+   ``extreme_tachy_bpm`` (150) -> high.
+4. **Ventricular runs** (beats the beat model classed ``V``): ``run_beats`` (3) or more in a
+   row -> ``ventricular_run`` (medium); ``vt_beats`` (5) or more in a row at a rate above
+   ``vt_bpm`` (100) -> ``ventricular_tachycardia`` (high). Reported while the newest beat
+   still belongs to the run, and for ``asystole_s`` after it (so a run is seen at least once).
+5. **Irregular rhythm suggestive of atrial fibrillation**: over the last ``af_beats`` (30)
+   RR intervals between non-ventricular beats, the normalised RMSSD (root mean square of
+   successive RR differences / mean RR) is at least ``af_nrmssd`` (0.10), with at most 20 %
+   of the window's beats ectopic (V or S). The statistic and threshold follow RR-irregularity
+   AF detectors (e.g. Dash et al. 2009 use RMSSD/mean RR with turning points and entropy);
+   raised as medium ``irregular_rhythm``: "suggestive of", not a diagnosis.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+
+from edge.events import Detection, Driver, Priority
+from models.signal_quality import EcgQuality
+
+__all__ = ["HR_BEATS", "MODEL", "RHYTHM_KINDS", "Beat", "RhythmConfig", "RhythmMonitor"]
+
+MODEL: Final = "ecg-rhythm/1"
+HR_BEATS: Final = 8
+"""RR intervals behind the ECG heart rate (rule 3)."""
+_MAX_BEATS: Final = 64
+_ECTOPIC_MAX: Final = 0.2
+
+RHYTHM_KINDS: Final = {
+    "asystole": "no QRS for asystole_s on a usable ECG (high)",
+    "extreme_bradycardia": "ECG heart rate below extreme_brady_bpm (high)",
+    "extreme_tachycardia": "ECG heart rate above extreme_tachy_bpm (high)",
+    "ventricular_tachycardia": "vt_beats or more ventricular beats in a row above vt_bpm (high)",
+    "ventricular_run": "run_beats or more ventricular beats in a row (medium)",
+    "irregular_rhythm": "RR irregularity suggestive of atrial fibrillation (medium)",
+    "ecg_unreadable": "technical: flat, saturated, noisy or lost ECG; ECG alarms suppressed",
+    "ecg_no_beats": "technical: no QRS but a pulse on PPG/ABP; check the ECG",
+}
+"""Alert kinds this module raises, with their rule."""
+
+
+@dataclass(frozen=True, slots=True)
+class Beat:
+    """One detected beat: R-peak time (edge s) and the beat model's class (N, S, V, F, Q, or
+    None while not classified)."""
+
+    time_s: float
+    label: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RhythmConfig:
+    """Thresholds of the module rules (s, bpm, beats, ratio)."""
+
+    asystole_s: float = 4.0
+    extreme_brady_bpm: float = 40.0
+    extreme_tachy_bpm: float = 150.0
+    run_beats: int = 3
+    vt_beats: int = 5
+    vt_bpm: float = 100.0
+    af_beats: int = 30
+    af_nrmssd: float = 0.10
+
+
+class RhythmMonitor:
+    """Rhythm state of one bed (module rules)."""
+
+    def __init__(self, config: RhythmConfig | None = None) -> None:
+        self.config = config or RhythmConfig()
+        self._beats: deque[Beat] = deque(maxlen=max(_MAX_BEATS, self.config.af_beats + 2))
+        self._run_end_s: float | None = None
+        self._run: tuple[int, float] = (0, 0.0)  # longest current/last run: beats, rate bpm
+
+    def add(self, beats: Iterable[Beat]) -> None:
+        """New beats, oldest first (their times increase)."""
+        for b in beats:
+            self._beats.append(b)
+        self._track_run()
+
+    @property
+    def heart_rate_bpm(self) -> float | None:
+        """Rule 3 (None until enough beats are known)."""
+        if len(self._beats) < HR_BEATS + 1:
+            return None
+        times = np.fromiter((b.time_s for b in list(self._beats)[-(HR_BEATS + 1):]), float)
+        return 60.0 / float(np.median(np.diff(times)))
+
+    def _track_run(self) -> None:
+        run = 0
+        for b in reversed(self._beats):
+            if b.label != "V":
+                break
+            run += 1
+        if run >= self.config.run_beats:
+            beats = list(self._beats)[-run:]
+            span = beats[-1].time_s - beats[0].time_s
+            rate = 60.0 * (run - 1) / span if span > 0 else math.inf
+            self._run = (run, rate)
+            self._run_end_s = beats[-1].time_s
+
+    def irregularity(self) -> float | None:
+        """Rule 5's normalised RMSSD over the last ``af_beats`` RR intervals, None when there
+        are too few beats or too many ectopic ones."""
+        n = self.config.af_beats
+        beats = list(self._beats)[-(n + 1):]
+        if len(beats) < n + 1:
+            return None
+        ectopic = sum(b.label in ("V", "S") for b in beats)
+        if ectopic > _ECTOPIC_MAX * len(beats):
+            return None
+        times = np.fromiter((b.time_s for b in beats), float)
+        rr = np.diff(times)
+        keep = np.array([a.label != "V" and b.label != "V" for a, b in itertools.pairwise(beats)])
+        rr = rr[keep]
+        if rr.size < 3:
+            return None
+        return float(np.sqrt(np.mean(np.diff(rr) ** 2)) / np.mean(rr))
+
+    def update(
+        self, now: float, *, quality: EcgQuality | None, lead_off: bool = False,
+        pulse: bool | None = None,
+    ) -> list[Detection]:
+        """The rhythm conditions present at ``now`` (s). ``quality``: the ECG's last few
+        seconds (None = no ECG at all: nothing to say); ``pulse``: True when PPG/ABP shows a
+        pulse over the same seconds, False when it shows none, None when there is neither."""
+        if quality is None or lead_off:
+            return []  # no ECG, or the STATUS detector's lead_off speaks for it (rule 1)
+        if not quality.usable:
+            return [Detection(kind="ecg_unreadable", priority=Priority.MEDIUM, technical=True,
+                              message=f"ECG unreadable ({quality.reason}): ECG alarms "
+                                      "suppressed", model=MODEL,
+                              values={"ecg.sqi": quality.sqi})]
+        cfg = self.config
+        out: list[Detection] = []
+        last = self._beats[-1].time_s if self._beats else None
+        silent_s = now - last if last is not None else None
+        if silent_s is not None and silent_s >= cfg.asystole_s:
+            if pulse:
+                out.append(Detection(
+                    kind="ecg_no_beats", priority=Priority.MEDIUM, technical=True, model=MODEL,
+                    message=f"no QRS for {silent_s:.0f} s but a pulse on PPG/ABP: check ECG "
+                            "electrodes", values={"ecg.no_beat_s": round(silent_s, 1)}))
+            else:
+                out.append(Detection(
+                    kind="asystole", priority=Priority.HIGH, model=MODEL,
+                    message=f"asystole: no QRS for {silent_s:.0f} s",
+                    values={"ecg.no_beat_s": round(silent_s, 1)},
+                    drivers=(Driver("ecg_hr_bpm", "low", 0.0),)))
+            return out
+        hr = self.heart_rate_bpm
+        if hr is not None and silent_s is not None:
+            if hr < cfg.extreme_brady_bpm:
+                out.append(self._rate("extreme_bradycardia", hr, "low", cfg.extreme_brady_bpm))
+            elif hr > cfg.extreme_tachy_bpm:
+                out.append(self._rate("extreme_tachycardia", hr, "high", cfg.extreme_tachy_bpm))
+        if self._run_end_s is not None and now - self._run_end_s < cfg.asystole_s:
+            beats, rate = self._run
+            vt = beats >= cfg.vt_beats and rate > cfg.vt_bpm
+            out.append(Detection(
+                kind="ventricular_tachycardia" if vt else "ventricular_run",
+                priority=Priority.HIGH if vt else Priority.MEDIUM, model=MODEL,
+                message=(f"{'ventricular tachycardia' if vt else 'ventricular run'}: {beats} "
+                         f"ventricular beats in a row at {rate:.0f} bpm"),
+                values={"ecg.run_beats": float(beats), "ecg.run_bpm": round(rate, 1)}))
+        irregular = self.irregularity()
+        if irregular is not None and irregular >= cfg.af_nrmssd:
+            out.append(Detection(
+                kind="irregular_rhythm", priority=Priority.MEDIUM, model=MODEL,
+                message=f"irregular rhythm suggestive of atrial fibrillation (RR irregularity "
+                        f"{irregular:.2f} >= {cfg.af_nrmssd:.2f} over {cfg.af_beats} beats)",
+                values={"ecg.rr_nrmssd": round(irregular, 3)}))
+        return out
+
+    def _rate(self, kind: str, hr: float, direction: str, limit: float) -> Detection:
+        word = "bradycardia" if direction == "low" else "tachycardia"
+        return Detection(
+            kind=kind, priority=Priority.HIGH, model=MODEL,
+            message=f"extreme {word}: ECG heart rate {hr:.0f} bpm "
+                    f"{'<' if direction == 'low' else '>'} {limit:g}",
+            values={"ecg_hr_bpm": round(hr, 1)},
+            thresholds={f"ecg.{kind}_bpm": limit},
+            drivers=(Driver("ecg_hr_bpm", direction, round(hr, 1)),))
