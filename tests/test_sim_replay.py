@@ -323,3 +323,27 @@ def test_replay_without_wfdb_says_which_extra_to_install() -> None:
     assert out.returncode == 2
     assert "pip install 'vigil[sim]'" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_bidmc_record_replays_ecg_ppg_and_arterial_pressure_together():
+    """BIDMC record 04 has an arterial line: the board sends it as a third WAVEFORM channel
+    (mmHg, at the recording's 125 Hz) beside ECG and PPG, and only because it was recorded."""
+    rec = load_recording(shared_data_dir("bidmc", "bidmc_04_Signals.csv"), max_duration_s=20.0)
+    assert rec.abp_mmhg is not None
+    board = Board(PatientModel(RecordingSource(rec), seed=1))
+    frames, _ = _decode(board, 10_000)
+    waves = [f for f in frames if isinstance(f, WaveformFrame)]
+    assert {f.channel for f in waves} == {WaveformChannel.ECG_II, WaveformChannel.PPG,
+                                          WaveformChannel.ABP}
+    abp = [f for f in waves if f.channel is WaveformChannel.ABP]
+    assert {f.rate_hz for f in abp} == {125}
+    mmhg = (np.concatenate([np.asarray(f.samples, dtype=float) for f in abp])
+            - abp[0].baseline) / abp[0].gain
+    n = mmhg.shape[0]
+    assert np.corrcoef(mmhg, rec.abp_mmhg[:n])[0, 1] > 0.99
+    assert 40 < float(np.median(mmhg)) < 160  # a plausible arterial pressure
+    # A record without an arterial line sends no ABP channel (none is synthesised).
+    plain = load_recording(shared_data_dir("bidmc", "bidmc_01_Signals.csv"), max_duration_s=5.0)
+    assert plain.abp_mmhg is None
+    frames, _ = _decode(Board(PatientModel(RecordingSource(plain), seed=1)), 3_000)
+    assert WaveformChannel.ABP not in {f.channel for f in frames if isinstance(f, WaveformFrame)}

@@ -7,7 +7,8 @@ Rules of this state machine (everything that decides what goes on the wire lives
   sleeps, reads a clock or touches a port, so tests run hours of board time in milliseconds.
 - Boot: a lone 0x00 (``SYNC``), HELLO with seq 0 and timestamp 0, then STATUS. ``timestamp_ms``
   is ms since the current boot; ``seq`` counts every frame this boot sent (wraps at 65536).
-- Then, while powered: a WAVEFORM frame per channel every ``chunk_ms`` (ECG lead II, PPG) with
+- Then, while powered: a WAVEFORM frame per channel every ``chunk_ms`` (ECG lead II, PPG, and
+  arterial pressure when a replayed recording has it: BIDMC, MIMIC-III, 03700181) with
   the samples taken since the previous chunk (per-channel sample counter since boot), VITALS
   every ``vitals_period_ms`` (first one a period after boot), STATUS when the flags change
   (checked at every chunk) and at least every ``status_period_ms``.
@@ -73,7 +74,7 @@ _TS_MOD: Final = 1 << 32
 _INT16_MIN: Final = -32768
 _INT16_MAX: Final = 32767
 _MS_PER_S: Final = 1000
-_CHANNELS: Final = (WaveformChannel.ECG_II, WaveformChannel.PPG)
+_CHANNELS: Final = (WaveformChannel.ECG_II, WaveformChannel.PPG, WaveformChannel.ABP)
 
 # Actions, in the order they happen when due at the same millisecond.
 _POWER_OFF: Final = 0
@@ -334,6 +335,7 @@ class Board:
         for channel, default in (
             (WaveformChannel.ECG_II, cfg.ecg_rate_hz),
             (WaveformChannel.PPG, cfg.ppg_rate_hz),
+            (WaveformChannel.ABP, cfg.ppg_rate_hz),  # recorded only: its own rate applies
         ):
             if self.model.has_channel(channel):
                 rate = self.model.native_rate(channel) or default

@@ -59,21 +59,26 @@ _DEFAULT_RR_PER_MIN: Final = 15.0
 _NOISE_WHITE: Final[dict[WaveformChannel, float]] = {
     WaveformChannel.ECG_II: 0.12,  # mV
     WaveformChannel.PPG: 0.08,  # a.u.
+    WaveformChannel.ABP: 3.0,  # mmHg: a flushed or knocked line
 }
 _NOISE_STEP: Final[dict[WaveformChannel, float]] = {
     WaveformChannel.ECG_II: 0.5,  # mV
     WaveformChannel.PPG: 0.4,  # a.u.
+    WaveformChannel.ABP: 10.0,  # mmHg
 }
 _NOISE_STEP_PER_S: Final = 4
 _SENSOR_NOISE: Final[dict[WaveformChannel, float]] = {
     WaveformChannel.ECG_II: 0.01,  # mV, electrode and amplifier noise
     WaveformChannel.PPG: 0.005,  # a.u.
+    WaveformChannel.ABP: 0.2,  # mmHg, transducer noise
 }
 _US_PER_S: Final = 1_000_000
 _S_WAVE_WHITE: Final = 40
 _S_WAVE_STEP: Final = 50
 _S_SENSOR: Final = 60
-_SUPPORTED: Final = (WaveformChannel.ECG_II, WaveformChannel.PPG)
+_SUPPORTED: Final = (WaveformChannel.ECG_II, WaveformChannel.PPG, WaveformChannel.ABP)
+_RECORDED_ONLY: Final = (WaveformChannel.ABP,)
+"""Channels sent only when the replayed recording has them (no synthetic arterial line)."""
 
 
 class Source(Protocol):
@@ -143,6 +148,8 @@ class PatientModel:
             return bool(self.sensors & Sensor.ECG)
         if channel is WaveformChannel.PPG:
             return bool(self.sensors & Sensor.PPG)
+        if channel in _RECORDED_ONLY:
+            return self.source.native_rate(channel) is not None
         return False
 
     def native_rate(self, channel: WaveformChannel) -> int | None:
@@ -224,7 +231,7 @@ class PatientModel:
         flat = ~np.isfinite(x)
         if channel is WaveformChannel.ECG_II:
             flat |= tech.lead_off
-        else:
+        elif channel is WaveformChannel.PPG:
             flat |= tech.probe_off
         x[flat] = 0.0
         return x

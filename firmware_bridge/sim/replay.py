@@ -125,6 +125,8 @@ class Recording:
     ecg_mv: NDArray[np.float64] | None = None
     ppg_au: NDArray[np.float64] | None = None
     ecg_lead: str = ""
+    abp_mmhg: NDArray[np.float64] | None = None
+    """Arterial pressure waveform at ``fs_hz`` (mmHg), when recorded."""
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -370,6 +372,7 @@ def _assemble(
         ecg_mv=ecg,
         ppg_au=data[:, ppg_i].copy() if ppg_i is not None else None,
         ecg_lead=names[ecg_i] if ecg_i is not None else "",
+        abp_mmhg=data[:, abp_i].copy() if abp_i is not None else None,
         notes=tuple(notes),
     )
 
@@ -593,6 +596,7 @@ class RecordingSource:
         for channel, wave in (
             (WaveformChannel.ECG_II, recording.ecg_mv),
             (WaveformChannel.PPG, recording.ppg_au),
+            (WaveformChannel.ABP, recording.abp_mmhg),
         ):
             if wave is not None:
                 self._scales[channel] = fit_scale(wave)
@@ -623,6 +627,8 @@ class RecordingSource:
             return self.recording.ecg_mv
         if channel is WaveformChannel.PPG:
             return self.recording.ppg_au
+        if channel is WaveformChannel.ABP:
+            return self.recording.abp_mmhg
         return None
 
     def native_rate(self, channel: WaveformChannel) -> int | None:
