@@ -141,6 +141,8 @@ class WaveformRing:
         self._expected: int | None = None
         self.samples_missed = 0
         self.resets = 0
+        self.written = 0
+        """Samples written since creation, NaN gap fill included: a reader's position."""
 
     def append(self, frame: WaveformFrame) -> None:
         """Store a chunk of samples, converted with its gain and baseline."""
@@ -157,6 +159,7 @@ class WaveformRing:
 
     def _write(self, values: npt.NDArray[np.float32]) -> None:
         n = len(values)
+        self.written += n
         if n >= self.capacity:
             self._data[:] = values[-self.capacity :]
             self._next = 0
@@ -171,6 +174,11 @@ class WaveformRing:
             self._data[: n - split] = values[split:]
         self._next = end % self.capacity
         self.count = min(self.count + n, self.capacity)
+
+    def since(self, position: int) -> tuple[npt.NDArray[np.float32], int]:
+        """(copy of the samples written after ``position``, oldest first; the new position).
+        More than the capacity behind: only what is still stored (the rest is lost)."""
+        return self.latest(self.written - position), self.written
 
     def latest(self, n: int | None = None) -> npt.NDArray[np.float32]:
         """Copy of the last ``n`` samples (all stored when None), oldest first."""

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from edge.events import Priority
+from edge.rhythm import RHYTHM_KINDS
 
 __all__ = [
     "ALERT_KINDS",
@@ -49,6 +50,7 @@ __all__ = [
     "BufferConfig",
     "ConfigError",
     "DeviceConfig",
+    "EcgConfig",
     "EdgeConfig",
     "HomeAssistantConfig",
     "JournalConfig",
@@ -302,6 +304,17 @@ class News2Config:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class EcgConfig:
+    """The ECG head (edge/ecg.py, edge/rhythm.py): off unless ``enabled``. Thresholds in s and
+    bpm; the rest of the rhythm rules' parameters keep their documented defaults."""
+
+    enabled: bool = False
+    asystole_s: float = 4.0
+    extreme_brady_bpm: float = 40.0
+    extreme_tachy_bpm: float = 150.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class JournalConfig:
     """The on-disk alert journal (edge/journal.py): ``state_dir`` "" = off (alerts are then
     kept in memory only, and a restart loses the undelivered ones)."""
@@ -395,6 +408,7 @@ class EdgeConfig:
     model: ModelConfig = ModelConfig(bundle="")
     news2: News2Config = News2Config()
     homeassistant: HomeAssistantConfig = HomeAssistantConfig()
+    ecg: EcgConfig = EcgConfig()
     journal: JournalConfig = JournalConfig()
 
     def topic(self, leaf: str) -> str:
@@ -538,7 +552,7 @@ NEWS2_KIND: Final = "news2"
 
 ALERT_KINDS: Final[tuple[str, ...]] = tuple(sorted(
     {spec.kind for spec in LIMIT_SPECS} | set(LEARNED_KINDS) | set(TECHNICAL_KINDS)
-    | {NEWS2_KIND}
+    | {NEWS2_KIND} | set(RHYTHM_KINDS)
 ))
 """Every alert kind the edge can raise: what ``[alarms.kinds]`` accepts."""
 _DELAY_RANGE_S: Final = (0.0, 120.0)
@@ -549,7 +563,7 @@ _DELAY_RANGE_S: Final = (0.0, 120.0)
 
 _SECTIONS: Final = (
     "device", "mqtt", "beds", "alarms", "limits", "technical", "buffers", "model", "news2",
-    "homeassistant", "journal",
+    "homeassistant", "journal", "ecg",
 )
 
 
@@ -813,6 +827,18 @@ def _parse_homeassistant(c: _Checker, root: Mapping[str, Any]) -> HomeAssistantC
     )
 
 
+def _parse_ecg(c: _Checker, root: Mapping[str, Any]) -> EcgConfig:
+    p = "ecg"
+    t = c.table(root, p, "")
+    c.keys(t, ["enabled", "asystole_s", "extreme_brady_bpm", "extreme_tachy_bpm"], p)
+    return EcgConfig(
+        enabled=c.boolean(t, "enabled", p, False),
+        asystole_s=c.number(t, "asystole_s", p, 4.0, (2.0, 15.0)),
+        extreme_brady_bpm=c.number(t, "extreme_brady_bpm", p, 40.0, (20.0, 60.0)),
+        extreme_tachy_bpm=c.number(t, "extreme_tachy_bpm", p, 150.0, (100.0, 300.0)),
+    )
+
+
 def _parse_journal(c: _Checker, root: Mapping[str, Any]) -> JournalConfig:
     p = "journal"
     t = c.table(root, p, "")
@@ -840,6 +866,7 @@ def parse_config(data: Mapping[str, Any]) -> EdgeConfig:
         news2=_parse_news2(c, data),
         homeassistant=_parse_homeassistant(c, data),
         journal=_parse_journal(c, data),
+        ecg=_parse_ecg(c, data),
     )
     if c.errors:
         raise ConfigError(c.errors)

@@ -18,9 +18,18 @@ import logging
 from typing import Final, Protocol, runtime_checkable
 
 from edge.bedstate import BedState
-from edge.config import NEWS2_KIND, AlarmConfig, LimitsConfig, News2Config, TechnicalConfig
+from edge.config import (
+    NEWS2_KIND,
+    AlarmConfig,
+    EcgConfig,
+    LimitsConfig,
+    News2Config,
+    TechnicalConfig,
+)
+from edge.ecg import EcgDetector
 from edge.events import Detection, Driver
 from edge.news2 import News2, direction
+from edge.rhythm import RhythmConfig
 from firmware_bridge.frames import StatusFlag
 
 __all__ = [
@@ -232,15 +241,19 @@ def news2_drivers(result: News2) -> tuple[Driver, ...]:
 
 def default_detectors(
     limits: LimitsConfig, technical: TechnicalConfig, alarms: AlarmConfig,
-    news2: News2Config | None = None,
+    news2: News2Config | None = None, ecg: EcgConfig | None = None,
 ) -> list[Detector]:
     """The detectors the runtime uses when none are given: technical first, then limits, then
-    NEWS2 when its configuration is given."""
+    NEWS2 when its configuration is given, then the ECG head when enabled (edge/ecg.py)."""
     _log.debug("using default detectors")
     out: list[Detector] = [
         TechnicalDetector(technical, alarms), FixedLimitsDetector(limits, alarms)
     ]
     if news2 is not None:
         out.append(News2Detector(news2))
+    if ecg is not None and ecg.enabled:
+        out.append(EcgDetector(RhythmConfig(
+            asystole_s=ecg.asystole_s, extreme_brady_bpm=ecg.extreme_brady_bpm,
+            extreme_tachy_bpm=ecg.extreme_tachy_bpm)))
     return out
 

@@ -870,7 +870,8 @@ class LearnedSetup:
     def with_defaults(self, config: EdgeConfig) -> LearnedSetup:
         """The same model detectors (and their per-bed windows) after ``config``'s defaults:
         what a reload that changed limits, timing or NEWS2 but not the model runs."""
-        defaults = default_detectors(config.limits, config.technical, config.alarms, config.news2)
+        defaults = default_detectors(config.limits, config.technical, config.alarms, config.news2,
+                                 config.ecg)
         return replace(self, detectors=[*defaults, *self.own])
 
 
@@ -899,7 +900,8 @@ def load_learned(config: EdgeConfig) -> LearnedSetup:
     replaced by `ModelUnavailableDetector` (priority ``technical.model_unavailable``): a
     monitor never stops monitoring because a model is bad.
     """
-    detectors = default_detectors(config.limits, config.technical, config.alarms, config.news2)
+    detectors = default_detectors(config.limits, config.technical, config.alarms, config.news2,
+                                 config.ecg)
     path = config.model.bundle
     if not path:
         _log.info("no model bundle configured: fixed limits only")

@@ -5,7 +5,8 @@ Why a module of its own: a reload must never half-apply. The runtime re-reads th
 nothing. Pure: two parsed `EdgeConfig` in, a `ReloadPlan` out.
 
 Applied in place, readers and the broker connection untouched (so no frame is dropped):
-``[alarms]`` and ``[alarms.kinds.*]``, ``[limits]``, ``[technical]``, ``[news2]``, ``[model]``
+``[alarms]`` and ``[alarms.kinds.*]``, ``[limits]``, ``[technical]``, ``[news2]``, ``[ecg]``
+(the ECG head restarts: a few seconds without rhythm alarms), ``[model]``
 (the bundle is loaded again), ``[homeassistant]``, ``mqtt.vitals_interval_s``,
 ``mqtt.status_interval_s``, ``mqtt.command_max_age_s`` and each bed's ``spo2_scale``.
 
@@ -29,7 +30,7 @@ __all__ = ["HOT_MQTT_KEYS", "ReloadPlan", "plan_reload"]
 
 HOT_MQTT_KEYS: Final = frozenset({"vitals_interval_s", "status_interval_s", "command_max_age_s"})
 """``[mqtt]`` keys a reload applies; every other one needs a restart."""
-_HOT_SECTIONS: Final = ("alarms", "technical", "news2", "model", "homeassistant")
+_HOT_SECTIONS: Final = ("alarms", "technical", "news2", "model", "homeassistant", "ecg")
 _RESTART_SECTIONS: Final = ("device", "buffers", "journal")
 _RESTART_KEYS: Final = frozenset({"model.store_dir", "model.keep", "model.max_trial_boots"})
 

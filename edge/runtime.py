@@ -149,7 +149,8 @@ class EdgeCore:
         self.detectors: list[Detector] = list(
             detectors
             if detectors is not None
-            else default_detectors(config.limits, config.technical, config.alarms, config.news2)
+            else default_detectors(config.limits, config.technical, config.alarms, config.news2,
+                                 config.ecg)
         )
         self.alarms = alarms or AlarmManager(
             alarm_timing(config.alarms)

@@ -1,0 +1,122 @@
+"""Beat classification baselines, patient-wise: LightGBM, kNN, kNN distance, IsolationForest.
+
+Data: the MIT-BIH records in DATA/mitdb (here the 22 non-paced records, which are exactly
+de Chazal's DS1; the paced 102, 104, 107, 217 are excluded as is customary), MLII lead
+(V5 where a record has none), reference beats with AAMI classes, Q beats left out. Features:
+`models.beats` (128-point shape window + 6 RR features). Leave-records-out folds
+(`training.ecg_data.record_folds`, default 5), every model on the same folds in this run;
+metrics per fold and pooled over all out-of-fold beats (definitions: `training.beat_eval`).
+Then ECG5000: one-class models on the training split's 292 normals, AUROC on the 4,500 test
+beats.
+
+Targets for the CNN beat model (issue 8): AUROC abnormal vs normal >= 0.96 across patients,
+V Se and +P >= 90 %, S Se >= 75 % at +P >= 50 %, ECG5000 AUROC >= 0.995.
+
+Run: .venv/bin/python benchmarks/beat_classification.py [--data ../shared/data] [--folds 5]
+     [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+from training.beat_eval import CLASS_MODELS, MODELS, evaluate_ecg5000, evaluate_folds
+from training.ecg_data import (
+    BeatDataset,
+    find_records,
+    load_ecg5000,
+    load_mitdb,
+    record_folds,
+)
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def pct(x: float) -> str:
+    return "  n/a" if math.isnan(x) else f"{100 * x:5.1f}"
+
+
+def f3(x: float) -> str:
+    return "  n/a" if math.isnan(x) else f"{x:.3f}"
+
+
+def table(rows: dict[str, dict[str, float]]) -> list[str]:
+    head = (
+        f"{'model':9} {'AUROC abn':>9} {'AUPRC abn':>9} {'AUROC V':>8} {'AUPRC V':>8} "
+        f"{'AUROC S':>8} {'AUPRC S':>8} {'V Se%':>6} {'V +P%':>6} {'S Se%':>6} {'S +P%':>6} "
+        f"{'S Se%@+P50':>10}"
+    )
+    lines = [head]
+    for name in MODELS:
+        m = rows[name]
+        get = m.get
+        lines.append(
+            f"{name:9} {f3(m['auroc_abnormal']):>9} {f3(m['auprc_abnormal']):>9} "
+            f"{f3(m['auroc_v']):>8} {f3(m['auprc_v']):>8} {f3(m['auroc_s']):>8} "
+            f"{f3(m['auprc_s']):>8} {pct(get('v_se', math.nan)):>6} "
+            f"{pct(get('v_ppv', math.nan)):>6} {pct(get('s_se', math.nan)):>6} "
+            f"{pct(get('s_ppv', math.nan)):>6} {pct(m['s_se_at_ppv50']):>10}"
+        )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="shared data folder")
+    parser.add_argument("--folds", type=int, default=5, help="leave-records-out folds")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=2, help="threads for the models")
+    parser.add_argument("--json", type=Path, help="also write every figure here")
+    args = parser.parse_args()
+
+    t0 = time.perf_counter()
+    mitdb = args.data / "mitdb"
+    print(find_records(mitdb).summary())
+    records = load_mitdb(mitdb)  # paced records excluded
+    leads = sorted({(r.record, r.lead) for r in records})
+    print("leads:", ", ".join(f"{rec}:{lead}" for rec, lead in leads))
+    data = BeatDataset.from_records(records)
+    folds = record_folds({r.record: r.counts() for r in records}, args.folds)
+    t_load = time.perf_counter() - t0
+    print(
+        f"{len(records)} records, {data.aami.size} usable beats {data.counts()} "
+        f"(loaded in {t_load:.1f} s)"
+    )
+
+    result = evaluate_folds(data, folds, seed=args.seed, n_jobs=args.jobs)
+    for fold in result["folds"]:
+        print(
+            f"\nfold {fold['fold']}: test records {' '.join(fold['test_records'])}; "
+            f"{fold['train_beats']} training beats; test {fold['test_counts']}"
+        )
+        print("\n".join(table(fold["metrics"])))
+    pooled = result["pooled"]
+    print(
+        f"\npooled out-of-fold, {pooled['records']} records, beats {pooled['counts']} "
+        f"(class decisions only for {', '.join(CLASS_MODELS)}; S Se@+P50 uses an oracle "
+        "threshold)"
+    )
+    print("\n".join(table(pooled["metrics"])))
+
+    ecg = evaluate_ecg5000(load_ecg5000(args.data / "ecg5000"), seed=args.seed, n_jobs=args.jobs)
+    print("\nECG5000 test split (one-class on the training split's normals):")
+    for name, m in ecg.items():
+        print(
+            f"  {name:12} AUROC {m['auroc']:.4f}  AUPRC {m['auprc']:.4f}  "
+            f"({int(m['train_normals'])} training normals, {int(m['test_beats'])} test beats, "
+            f"{int(m['test_abnormal'])} abnormal)"
+        )
+    total = time.perf_counter() - t0
+    print(f"\ntotal {total:.1f} s (loading {t_load:.1f} s)")
+    if args.json:
+        result["ecg5000"] = ecg
+        result["seconds"] = total
+        args.json.write_text(json.dumps(result, indent=1, allow_nan=True), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""The ECG head on the edge: beats from the ECG stream, signal quality, rhythm alarms.
+
+Why a `edge.detect.Detector` of its own: it follows the ECG WAVEFORM stream of each bed (the
+vitals detectors look at VITALS frames) and raises the rhythm alarms through the same alarm
+manager, journal and MQTT contract as every other alert. Per bed and per call:
+
+1. The ECG samples that reached the bed's ring since the last call (`WaveformRing.since`) go to
+   that bed's streaming `models.qrs.QrsDetector`; a beat's edge time is placed back from the
+   newest sample (which arrived "now") by its distance in samples. More samples than the ring
+   holds since the last call (the runtime stalled) restarts the detector: a gap is never
+   bridged with invented beats.
+2. Every `QUALITY_EVERY_S`: `models.signal_quality.ecg_quality` over the last `WINDOW_S`, and
+   a pulse looked for on the PPG, else the arterial pressure, over the last `PULSE_S`; a
+   channel that has sent nothing for 2 s does not count (its ring still holds an old pulse).
+3. `edge.rhythm.RhythmMonitor` turns beats, quality, the board's lead-off flag and the pulse
+   into detections (its rules); they are repeated on calls between two evaluations.
+
+A bed whose board sends no ECG gets nothing from here (the vitals detectors still run).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Final
+
+import numpy as np
+
+from edge.bedstate import BedState
+from edge.events import Detection
+from edge.rhythm import MODEL, Beat, RhythmConfig, RhythmMonitor
+from firmware_bridge.frames import StatusFlag, WaveformChannel
+from models.qrs import QrsDetector
+from models.signal_quality import WINDOW_S, EcgQuality, ecg_quality, pulse_present
+
+__all__ = ["PULSE_S", "QUALITY_EVERY_S", "EcgDetector", "EcgState"]
+
+_log = logging.getLogger(__name__)
+
+QUALITY_EVERY_S: Final = 1.0
+"""How often the signal quality and the pulse are judged (s)."""
+PULSE_S: Final = 8.0
+"""Seconds of PPG / ABP a pulse is looked for in (several beats even at 30 bpm)."""
+_PULSE_CHANNELS: Final = (WaveformChannel.PPG, WaveformChannel.ABP)
+_STALE_S: Final = 2.0
+"""A pulse channel with no new sample for this long (s) is not looked at."""
+
+
+@dataclass(slots=True)
+class EcgState:
+    """One bed's ECG head: detector, read position, rhythm, last judgements."""
+
+    fs_hz: int
+    qrs: QrsDetector
+    rhythm: RhythmMonitor
+    position: int = 0
+    fed: int = 0
+    beats: int = 0
+    quality: EcgQuality | None = None
+    pulse: bool | None = None
+    judged_s: float = -float("inf")
+    detections: list[Detection] = field(default_factory=list)
+    pulse_marks: dict[WaveformChannel, tuple[int, float]] = field(default_factory=dict)
+    """Per pulse channel: (samples written, edge time) when it last grew (rule 2: a channel
+    that stopped sending says nothing about the pulse now)."""
+
+
+class EcgDetector:
+    """Rhythm alarms for every bed whose board sends an ECG (module rules)."""
+
+    def __init__(self, config: RhythmConfig | None = None) -> None:
+        self.config = config or RhythmConfig()
+        self._beds: dict[str, EcgState] = {}
+
+    @property
+    def model(self) -> str:
+        """See `Detector.model`."""
+        return MODEL
+
+    def state(self, bed_id: str) -> EcgState | None:
+        """The bed's ECG head state (None before its first ECG sample)."""
+        return self._beds.get(bed_id)
+
+    def heart_rate_bpm(self, bed_id: str) -> float | None:
+        """The ECG heart rate of ``bed_id`` (edge/rhythm.py rule 3), None when unknown."""
+        st = self._beds.get(bed_id)
+        return None if st is None else st.rhythm.heart_rate_bpm
+
+    def _state(self, bed: BedState, fs_hz: int, position: int) -> EcgState:
+        st = self._beds.get(bed.bed_id)
+        if st is None or st.fs_hz != fs_hz:
+            if st is not None:
+                _log.info("bed %s: ECG rate %d -> %d Hz, detector restarted", bed.bed_id,
+                          st.fs_hz, fs_hz)
+            st = EcgState(fs_hz, QrsDetector(fs_hz), RhythmMonitor(self.config),
+                          position=position)
+            self._beds[bed.bed_id] = st
+        return st
+
+    def update(self, bed: BedState, now: float) -> list[Detection]:
+        """Feed the new ECG samples, judge quality every second, report (module rules)."""
+        ring = bed.waveforms.get(WaveformChannel.ECG_II)
+        if ring is None:
+            return []
+        st = self._state(bed, ring.rate_hz, ring.written - ring.count)
+        behind = ring.written - st.position
+        if behind > ring.count:  # rule 1: more arrived than the ring kept since the last call
+            _log.warning("bed %s: %d ECG samples not read in time; detector restarted",
+                         bed.bed_id, behind - ring.count)
+            st.qrs.reset()
+            st.fed = 0
+        samples, st.position = ring.since(st.position)
+        if samples.size:
+            found = st.qrs.update(samples)
+            st.fed += samples.size
+            if found.size:
+                times = now - (st.fed - 1 - found) / st.fs_hz
+                st.rhythm.add(Beat(float(t)) for t in times)
+                st.beats += int(found.size)
+        if now - st.judged_s >= QUALITY_EVERY_S:
+            st.judged_s = now
+            st.quality = ecg_quality(ring.latest(int(WINDOW_S * ring.rate_hz)), ring.rate_hz)
+            st.pulse = self._pulse(bed, st, now)
+            lead_off = bool(bed.status_flags & StatusFlag.LEAD_OFF)
+            st.detections = st.rhythm.update(now, quality=st.quality, lead_off=lead_off,
+                                             pulse=st.pulse)
+        return list(st.detections)
+
+    @staticmethod
+    def _pulse(bed: BedState, st: EcgState, now: float) -> bool | None:
+        for channel in _PULSE_CHANNELS:
+            ring = bed.waveforms.get(channel)
+            if ring is None:
+                continue
+            mark = st.pulse_marks.get(channel)
+            if mark is None or ring.written != mark[0]:
+                st.pulse_marks[channel] = mark = (ring.written, now)
+            if now - mark[1] > _STALE_S or ring.count < 3 * ring.rate_hz:
+                continue  # stopped sending, or too little yet
+            return pulse_present(np.asarray(ring.latest(int(PULSE_S * ring.rate_hz)),
+                                            dtype=np.float64), ring.rate_hz)
+        return None

@@ -1,0 +1,416 @@
+"""ECG beats around R peaks: fixed-length shape windows, RR-interval features, AAMI classes.
+
+Shared by training (`segment_beats` and `rr_features` over a whole record) and the edge
+(`BeatStream`, signal and R peaks arriving as they come). Both run the same code and give
+bit-for-bit identical features. Pure numpy, no I/O, no clock. R peaks are *sample indices*
+(integers) counted from the start of the stream; the caller's QRS detector (or a reference
+annotation) provides them.
+
+Rules (the contract a trained beat model relies on; changing one bumps `BEAT_SPEC_VERSION`)
+------------------------------------------------------------------------------------------
+
+1. Shape window. Beat i covers ``R_i - before_s`` to ``R_i + after_s`` (default 0.25 s before,
+   0.40 s after: P wave, QRS and most of the T wave at resting rates), sampled at ``n_points``
+   equally spaced times (default 128, ends included; 5.1 ms apart, i.e. an effective 197 Hz)
+   by linear interpolation between the signal's samples. Any ``fs >= MIN_FS_HZ`` (125 Hz)
+   gives the same number of points, so one model serves 125, 250, 360 or 500 Hz leads. No
+   anti-alias filter: at 360 Hz the point spacing is 1.8 input samples and the QRS has little
+   energy above 40 Hz. The interpolation position is split into an integer sample offset and
+   a fraction that do not depend on where R lies, so a window cut from any buffer holding the
+   same samples is identical.
+2. Baseline and amplitude. The window's median is subtracted (the iso-electric level: most of
+   a 0.65 s window is P-R and S-T segment, so the median is robust to the QRS), then the
+   window is divided by its root-mean-square, so every beat has unit RMS whatever the lead's
+   gain or units. A flat window (RMS exactly 0) stays all zeros. Beat polarity is kept.
+3. A window that reaches outside the available signal takes the nearest available sample
+   there and is flagged incomplete (``complete`` is False); training drops those beats.
+4. RR features (`RR_FEATURE_NAMES`) of beat i, from integer sample intervals
+   ``d_k = R_k - R_{k-1}``; seconds are ``samples / fs``:
+   - ``pre_rr_s``: ``d_i``, the interval before the beat (s);
+   - ``post_rr_s``: ``d_{i+1}``, the interval after it (s);
+   - ``local_rr_s``: mean of the last ``rr_window_beats`` (16) intervals ending at beat i,
+     ``d_i`` included, fewer at the start of a stream (s);
+   - ``pre_ratio``: ``pre_rr / local_rr`` (< 1 for a premature beat; dimensionless);
+   - ``post_pre_ratio``: ``post_rr / pre_rr`` (> 1 after a premature beat with a
+     compensatory pause; dimensionless);
+   - ``local_rr_std_s``: population standard deviation (ddof 0) of the same intervals as
+     ``local_rr_s`` (s).
+   They are defined for beats with a predecessor and a successor; the first and the last beat
+   of a record get NaN rows. Window sums are exact int64 sums of integer intervals, so the
+   batch cumulative sums and the stream's running sums cannot disagree.
+5. Latency on the edge: a beat's RR features are final only when the *next* R peak arrives
+   (``post_rr``), and its window when ``after_s`` of signal (plus one sample) has followed R.
+   `BeatStream` emits beat i at whichever comes later: one beat (one RR interval) after R,
+   or 0.4 s after R if the next beat comes sooner.
+
+AAMI classes (ANSI/AAMI EC57, as used by de Chazal et al. 2004) of MIT-BIH beat symbols:
+
+=====  =====================================  =================================================
+class  meaning                                MIT-BIH symbols
+=====  =====================================  =================================================
+N      normal and bundle-branch-block beats   N normal, L LBBB, R RBBB, e atrial escape,
+                                              j nodal (junctional) escape
+S      supraventricular ectopic               A atrial premature, a aberrated APC,
+                                              J nodal premature, S supraventricular premature
+V      ventricular ectopic                    V PVC, E ventricular escape
+F      fusion of ventricular and normal       F
+Q      unknown / paced                        / paced, f fusion of paced and normal,
+                                              Q unclassifiable
+=====  =====================================  =================================================
+
+Every other annotation symbol (rhythm ``+``, noise ``~``, ``|`` artefact, ``!`` ventricular
+flutter wave, ``x`` non-conducted P, ``[`` ``]`` ``"`` ...) is not a beat: it takes no part in
+the RR sequence and gets no class.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = [
+    "AAMI_CLASSES",
+    "AAMI_OF_SYMBOL",
+    "BEAT_SPEC_VERSION",
+    "BEAT_SYMBOLS",
+    "DEFAULT_SPEC",
+    "MIN_FS_HZ",
+    "NOT_A_BEAT",
+    "RR_FEATURE_NAMES",
+    "Beat",
+    "BeatSpec",
+    "BeatStream",
+    "RRFeatureStream",
+    "aami_codes",
+    "beat_features",
+    "rr_features",
+    "segment_beats",
+]
+
+BEAT_SPEC_VERSION: Final = 1
+"""Version of the rules in the module docstring."""
+
+MIN_FS_HZ: Final = 125.0
+"""Lowest sampling rate accepted: 125 Hz still resolves the QRS (8 ms per sample)."""
+
+AAMI_CLASSES: Final[tuple[str, ...]] = ("N", "S", "V", "F", "Q")
+"""AAMI class names; a class's code is its index here (N=0, S=1, V=2, F=3, Q=4)."""
+
+AAMI_OF_SYMBOL: Final[dict[str, str]] = {
+    **dict.fromkeys("NLRej", "N"),
+    **dict.fromkeys("AaJS", "S"),
+    **dict.fromkeys("VE", "V"),
+    "F": "F",
+    **dict.fromkeys("/fQ", "Q"),
+    # Beat codes of the WFDB annotation set that the 48 MIT-BIH records do not use, classed
+    # as the usual extensions of the EC57 table do: so every beat code is a beat everywhere
+    # (the QRS scorer, training/qrs_score.py, counts all of them).
+    "B": "N",  # bundle branch block beat, unspecified
+    "n": "S",  # supraventricular escape
+    "r": "V",  # R-on-T premature ventricular contraction
+    "?": "Q",  # beat not classified during learning
+}
+"""WFDB beat symbol -> AAMI class (table in the module docstring, plus B, n, r, ?)."""
+
+BEAT_SYMBOLS: Final[frozenset[str]] = frozenset(AAMI_OF_SYMBOL)
+"""Annotation symbols that are beats; everything else is a rhythm, noise or other mark."""
+
+NOT_A_BEAT: Final = -1
+"""`aami_codes` value of an annotation that is not a beat."""
+
+RR_FEATURE_NAMES: Final[tuple[str, ...]] = (
+    "pre_rr_s",
+    "post_rr_s",
+    "local_rr_s",
+    "pre_ratio",
+    "post_pre_ratio",
+    "local_rr_std_s",
+)
+"""Columns of `rr_features` (definitions: rule 4 of the module docstring)."""
+
+
+def aami_codes(symbols: Iterable[str]) -> NDArray[np.int8]:
+    """AAMI class code (index into `AAMI_CLASSES`) per annotation symbol; `NOT_A_BEAT` if none."""
+    code = {sym: AAMI_CLASSES.index(cls) for sym, cls in AAMI_OF_SYMBOL.items()}
+    return np.array([code.get(s, NOT_A_BEAT) for s in symbols], dtype=np.int8)
+
+
+@dataclass(frozen=True)
+class BeatSpec:
+    """What the beat pipeline computes (rules 1 to 4 of the module docstring).
+
+    ``before_s`` / ``after_s``: window extent around R (s); ``n_points``: window length after
+    resampling; ``rr_window_beats``: intervals in the local RR mean and standard deviation.
+    """
+
+    before_s: float = 0.25
+    after_s: float = 0.40
+    n_points: int = 128
+    rr_window_beats: int = 16
+
+    def __post_init__(self) -> None:
+        if not (self.before_s >= 0 and self.after_s > 0 and self.before_s + self.after_s > 0):
+            raise ValueError("before_s must be >= 0 and after_s > 0")
+        if self.n_points < 2:
+            raise ValueError("n_points must be at least 2")
+        if self.rr_window_beats < 1:
+            raise ValueError("rr_window_beats must be at least 1")
+
+    @property
+    def n_features(self) -> int:
+        """Length of a `beat_features` row: the window's points, then the RR features."""
+        return self.n_points + len(RR_FEATURE_NAMES)
+
+    def relative_positions(self, fs: float) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+        """Window point positions relative to R: integer sample offsets and fractions in [0, 1).
+
+        Split once, independently of R, so every window is interpolated with the same
+        fractions (rule 1).
+        """
+        _check_fs(fs)
+        rel = np.linspace(-self.before_s, self.after_s, self.n_points) * fs
+        whole = np.floor(rel)
+        return whole.astype(np.int64), rel - whole
+
+    def after_samples(self, fs: float) -> int:
+        """Samples needed after R (inclusive) before the window can be cut."""
+        whole, _ = self.relative_positions(fs)
+        return int(whole[-1]) + 1
+
+
+DEFAULT_SPEC: Final = BeatSpec()
+
+
+def _check_fs(fs: float) -> None:
+    if not (math.isfinite(fs) and fs >= MIN_FS_HZ):
+        raise ValueError(f"sampling rate must be >= {MIN_FS_HZ} Hz, got {fs}")
+
+
+def _as_r_samples(r_samples: ArrayLike) -> NDArray[np.int64]:
+    r = np.asarray(r_samples)
+    if r.ndim != 1:
+        raise ValueError("R peaks must be a 1-D array of sample indices")
+    if r.size and not np.issubdtype(r.dtype, np.integer):
+        raise ValueError("R peaks must be integer sample indices")
+    r = r.astype(np.int64)
+    if r.size > 1 and np.any(np.diff(r) <= 0):
+        raise ValueError("R peaks must be strictly increasing")
+    return r
+
+
+def segment_beats(
+    signal: ArrayLike,
+    r_samples: ArrayLike,
+    fs: float,
+    spec: BeatSpec = DEFAULT_SPEC,
+    *,
+    offset: int = 0,
+) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """Normalised shape windows (n_beats, n_points) and a per-beat ``complete`` mask.
+
+    ``signal`` is one ECG lead in any unit; ``signal[0]`` is stream sample ``offset`` (a ring
+    buffer passes its start here), ``r_samples`` are stream sample indices. Rules 1 to 3.
+    """
+    x = np.asarray(signal, dtype=np.float64)
+    if x.ndim != 1 or x.size == 0:
+        raise ValueError("signal must be a non-empty 1-D array")
+    r = _as_r_samples(r_samples) - int(offset)
+    whole, frac = spec.relative_positions(fs)
+    i0 = r[:, None] + whole[None, :]
+    last = x.size - 1
+    complete = (i0[:, 0] >= 0) & (i0[:, -1] + 1 <= last)
+    lo = np.clip(i0, 0, last)
+    hi = np.clip(i0 + 1, 0, last)
+    raw = x[lo] * (1.0 - frac) + x[hi] * frac
+    return _normalise(raw), complete
+
+
+def _normalise(raw: NDArray[np.float64]) -> NDArray[np.float64]:
+    centred = raw - np.median(raw, axis=1, keepdims=True)
+    rms = np.sqrt(np.mean(centred * centred, axis=1, keepdims=True))
+    return centred / np.where(rms > 0, rms, 1.0)
+
+
+def _finish_rr(
+    pre: NDArray[np.int64],
+    post: NDArray[np.int64],
+    total: NDArray[np.int64],
+    total_sq: NDArray[np.int64],
+    count: NDArray[np.int64],
+    *,
+    fs: float,
+) -> NDArray[np.float64]:
+    """RR feature rows from exact integer window sums; the one formula both paths apply."""
+    mean = total / count
+    var_num = np.maximum(count * total_sq - total * total, 0)
+    std = np.sqrt(var_num.astype(np.float64)) / count
+    return np.stack(
+        [pre / fs, post / fs, mean / fs, pre / mean, post / pre, std / fs], axis=-1
+    ).astype(np.float64)
+
+
+def rr_features(
+    r_samples: ArrayLike, fs: float, spec: BeatSpec = DEFAULT_SPEC
+) -> NDArray[np.float64]:
+    """RR features (n_beats, 6) in `RR_FEATURE_NAMES` order; first and last rows NaN (rule 4)."""
+    if not (math.isfinite(fs) and fs > 0):
+        raise ValueError(f"sampling rate must be positive, got {fs}")
+    r = _as_r_samples(r_samples)
+    n = r.size
+    out = np.full((n, len(RR_FEATURE_NAMES)), np.nan)
+    if n < 3:
+        return out
+    d = np.diff(r)  # d[k - 1] = R_k - R_{k-1}
+    c0 = np.concatenate([[0], np.cumsum(d)])
+    c1 = np.concatenate([[0], np.cumsum(d * d)])
+    i = np.arange(1, n - 1)
+    count = np.minimum(i, spec.rr_window_beats)
+    out[1:-1] = _finish_rr(
+        d[i - 1], d[i], c0[i] - c0[i - count], c1[i] - c1[i - count], count, fs=fs
+    )
+    return out
+
+
+def beat_features(
+    signal: ArrayLike, r_samples: ArrayLike, fs: float, spec: BeatSpec = DEFAULT_SPEC
+) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """Shape window then RR features per beat (n_beats, `BeatSpec.n_features`) and a mask.
+
+    The mask is True where the row is usable: the window is complete and the RR features are
+    defined (every beat but the first and the last of the record).
+    """
+    windows, complete = segment_beats(signal, r_samples, fs, spec)
+    rr = rr_features(r_samples, fs, spec)
+    usable = complete & np.all(np.isfinite(rr), axis=1)
+    return np.concatenate([windows, rr], axis=1), usable
+
+
+class RRFeatureStream:
+    """RR features of beats arriving one by one; beat i's row is final when beat i+1 arrives.
+
+    `push` takes the next R peak (stream sample index) and returns ``(R of the previous beat,
+    its RR features)``, or None while that beat has no predecessor (the stream's first beat,
+    whose features are never defined). Equal to `rr_features` row for row.
+    """
+
+    def __init__(self, fs: float, spec: BeatSpec = DEFAULT_SPEC) -> None:
+        if not (math.isfinite(fs) and fs > 0):
+            raise ValueError(f"sampling rate must be positive, got {fs}")
+        self.fs = float(fs)
+        self.spec = spec
+        self._last_r: int | None = None
+        self._window: deque[int] = deque(maxlen=spec.rr_window_beats)
+        self._sum = 0
+        self._sum_sq = 0
+        # The previous beat, waiting for its post interval: (R, pre, sum, sum_sq, count).
+        self._pending: tuple[int, int, int, int, int] | None = None
+
+    def push(self, r_sample: int) -> tuple[int, NDArray[np.float64]] | None:
+        """Register the next R peak; the previous beat's features if it had a predecessor."""
+        r = int(r_sample)
+        if self._last_r is None:
+            self._last_r = r
+            return None
+        d = r - self._last_r
+        if d <= 0:
+            raise ValueError("R peaks must be strictly increasing")
+        done = None
+        if self._pending is not None:
+            r_prev, pre, total, total_sq, count = self._pending
+            row = _finish_rr(
+                np.array([pre]),
+                np.array([d]),
+                np.array([total]),
+                np.array([total_sq]),
+                np.array([count]),
+                fs=self.fs,
+            )
+            done = (r_prev, row[0])
+        if len(self._window) == self._window.maxlen:
+            leaving = self._window[0]
+            self._sum -= leaving
+            self._sum_sq -= leaving * leaving
+        self._window.append(d)
+        self._sum += d
+        self._sum_sq += d * d
+        self._pending = (r, d, self._sum, self._sum_sq, len(self._window))
+        self._last_r = r
+        return done
+
+
+@dataclass(frozen=True, slots=True)
+class Beat:
+    """One finished beat from `BeatStream`: R (stream sample), its `beat_features` row."""
+
+    r_sample: int
+    features: NDArray[np.float64]
+    complete: bool
+
+
+class BeatStream:
+    """The edge's form of `beat_features`: signal chunks and R peaks in, finished beats out.
+
+    Feed every signal sample exactly once, in order, with `push`; pass each R peak once it
+    has been detected (its sample must already have been pushed or be in the same chunk).
+    A beat comes out when both its next R peak is known and ``after_s`` of signal has
+    followed it (rule 5). Only the samples still needed are kept. Rows equal `beat_features`
+    rows of the same beats; the first beat of the stream is never emitted (no previous RR).
+    """
+
+    def __init__(self, fs: float, spec: BeatSpec = DEFAULT_SPEC) -> None:
+        _check_fs(fs)
+        self.fs = float(fs)
+        self.spec = spec
+        self._rr = RRFeatureStream(fs, spec)
+        whole, _ = spec.relative_positions(fs)
+        self._first_offset = int(whole[0])
+        self._need_after = spec.after_samples(fs)
+        self._buf = np.zeros(0, dtype=np.float64)
+        self._start = 0  # stream index of self._buf[0]
+        self._waiting: deque[tuple[int, NDArray[np.float64]]] = deque()
+        self._last_r: int | None = None
+
+    @property
+    def samples_seen(self) -> int:
+        """Signal samples pushed so far (the next sample's stream index)."""
+        return self._start + self._buf.size
+
+    def push(self, chunk: ArrayLike, r_peaks: Sequence[int] = ()) -> list[Beat]:
+        """Append signal samples and newly detected R peaks; return the beats now finished."""
+        x = np.asarray(chunk, dtype=np.float64).ravel()
+        self._buf = np.concatenate([self._buf, x])
+        for peak in r_peaks:
+            r = int(peak)
+            if self._last_r is not None and r <= self._last_r:
+                raise ValueError("R peaks must be strictly increasing")
+            if r >= self.samples_seen:
+                raise ValueError(f"R peak {r} is beyond the signal pushed so far")
+            self._last_r = r
+            if (done := self._rr.push(r)) is not None:
+                self._waiting.append(done)
+        out = []
+        while self._waiting and self._waiting[0][0] + self._need_after < self.samples_seen:
+            r, rr = self._waiting.popleft()
+            window, complete = segment_beats(
+                self._buf, np.array([r]), self.fs, self.spec, offset=self._start
+            )
+            out.append(Beat(r, np.concatenate([window[0], rr]), bool(complete[0])))
+        self._trim()
+        return out
+
+    def _trim(self) -> None:
+        # Keep from the earliest window start still needed: a waiting beat's, or the last R's
+        # (its features come out after the next R).
+        keep_r = self._waiting[0][0] if self._waiting else self._last_r
+        keep_from = self.samples_seen if keep_r is None else keep_r + self._first_offset
+        # A window that starts before the stream clamps to sample 0: nothing is dropped then.
+        drop = min(max(keep_from - self._start, 0), self._buf.size)
+        if drop > 0:
+            self._buf = self._buf[drop:]
+            self._start += drop
