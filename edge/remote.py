@@ -218,7 +218,9 @@ def format_status(device: str, status: dict[str, Any]) -> str:
     lines = [
         f"{device}: online, version {status.get('version')}, up {health.get('uptime_s')} s, "
         f"status at {status.get('time')}",
-        f"  model: {model.get('state')} {model.get('version', model.get('reason', ''))}".rstrip(),
+        (f"  model: {model.get('state')} {model.get('version', model.get('reason', ''))}".rstrip()
+         + {"store": " (installed in the model store)",
+            "configured": " (the configured bundle)"}.get(str(model.get("source")), "")),
         f"  scoring pass: median {health.get('evaluate_median_ms')} ms, "
         f"p99 {health.get('evaluate_p99_ms')} ms",
         f"  configuration reloads: {reloads.get('applied')} applied, "
