@@ -42,6 +42,17 @@ QUALITY_EVERY_S: Final = 1.0
 PULSE_S: Final = 8.0
 """Seconds of PPG / ABP a pulse is looked for in (several beats even at 30 bpm)."""
 _PULSE_CHANNELS: Final = (WaveformChannel.PPG, WaveformChannel.ABP)
+_RHYTHM_WORDS: Final = (
+    ("ecg_unreadable", "unreadable"),
+    ("asystole", "asystole"),
+    ("ecg_no_beats", "no beats, pulse present"),
+    ("ventricular_tachycardia", "ventricular tachycardia"),
+    ("ventricular_run", "ventricular run"),
+    ("extreme_bradycardia", "extreme bradycardia"),
+    ("extreme_tachycardia", "extreme tachycardia"),
+    ("irregular_rhythm", "irregular"),
+)
+"""The vitals message's ``ecg.rhythm``: the most serious current detection, in words."""
 _STALE_S: Final = 2.0
 """A pulse channel with no new sample for this long (s) is not looked at."""
 
@@ -80,6 +91,25 @@ class EcgDetector:
     def state(self, bed_id: str) -> EcgState | None:
         """The bed's ECG head state (None before its first ECG sample)."""
         return self._beds.get(bed_id)
+
+    def summary(self, bed_id: str) -> dict[str, float | str | None] | None:
+        """What the vitals message carries for the bed (None before its first ECG sample):
+        ECG heart rate (bpm), the rhythm as the current detections say it, the signal-quality
+        index, abnormal beats per minute (None until a beat model classes beats)."""
+        st = self._beds.get(bed_id)
+        if st is None:
+            return None
+        kinds = {d.kind for d in st.detections}
+        rhythm = next((word for kind, word in _RHYTHM_WORDS if kind in kinds), None)
+        if rhythm is None and st.quality is not None and st.quality.usable and st.beats:
+            rhythm = "regular"
+        hr = st.rhythm.heart_rate_bpm
+        return {
+            "hr_bpm": None if hr is None else round(hr, 1),
+            "rhythm": rhythm,
+            "sqi": None if st.quality is None else st.quality.sqi,
+            "abnormal_per_min": None,
+        }
 
     def heart_rate_bpm(self, bed_id: str) -> float | None:
         """The ECG heart rate of ``bed_id`` (edge/rhythm.py rule 3), None when unknown."""

@@ -53,16 +53,21 @@ def _rounded(values: Mapping[str, float | None]) -> dict[str, float | None]:
     }
 
 
-def vitals_payload(device: str, bed: str, sample: VitalsSample, epoch_s: float) -> bytes:
-    """``{"device", "bed", "time", "values": {"hr_bpm": 72.0, "spo2_pct": null, ...}}``."""
-    return _dumps(
-        {
-            "device": device,
-            "bed": bed,
-            "time": iso_utc(epoch_s),
-            "values": _rounded(sample.values),
-        }
-    )
+def vitals_payload(
+    device: str, bed: str, sample: VitalsSample, epoch_s: float,
+    ecg: Mapping[str, Any] | None = None,
+) -> bytes:
+    """``{"device", "bed", "time", "values": {"hr_bpm": 72.0, "spo2_pct": null, ...}}``, plus
+    ``"ecg"`` (`edge.ecg.EcgDetector.summary`) for a bed whose ECG head runs."""
+    body: dict[str, Any] = {
+        "device": device,
+        "bed": bed,
+        "time": iso_utc(epoch_s),
+        "values": _rounded(sample.values),
+    }
+    if ecg is not None:
+        body["ecg"] = dict(ecg)
+    return _dumps(body)
 
 
 def news2_payload(

@@ -39,6 +39,7 @@ from edge.commands import (
 )
 from edge.config import ConfigError, EdgeConfig
 from edge.detect import Detector, FixedLimitsDetector, default_detectors
+from edge.ecg import EcgDetector
 from edge.events import AlertEvent, Detection
 from edge.explain import explain
 from edge.homeassistant import discovery_messages
@@ -496,7 +497,8 @@ class Runtime:
                     self.publisher.publish_volatile(
                         self.config.topic("vitals"),
                         vitals_payload(
-                            self.config.device.id, bed, sample, self._epoch(sample.time_s)
+                            self.config.device.id, bed, sample, self._epoch(sample.time_s),
+                            ecg=self._ecg_summary(bed),
                         ),
                     )
                     changed.add(bed)
@@ -531,6 +533,12 @@ class Runtime:
                 item = self._inbox.get_nowait()
             except queue.Empty:
                 return
+
+    def _ecg_summary(self, bed: str) -> dict[str, float | str | None] | None:
+        for det in self.core.detectors:
+            if isinstance(det, EcgDetector):
+                return det.summary(bed)
+        return None
 
     def _publish_state(self, bed: str) -> None:
         """The bed's retained current state (``state/<bed>``): after its alerts, vitals or

@@ -13,6 +13,7 @@ import numpy as np
 from edge.config import parse_config
 from edge.ecg import EcgDetector
 from edge.events import AlertEvent, EventType
+from edge.payloads import vitals_payload
 from edge.runtime import EdgeCore
 from firmware_bridge.codec import Decoder
 from firmware_bridge.frames import Frame, WaveformChannel, WaveformFrame
@@ -21,6 +22,7 @@ from firmware_bridge.sim.events import parse_event
 from firmware_bridge.sim.generator import SyntheticPatient
 from firmware_bridge.sim.model import PatientModel
 from firmware_bridge.sim.profiles import get_profile
+from tests import contract
 
 Edit = Callable[[Frame, float], Frame | None]
 
@@ -71,6 +73,14 @@ def test_a_normal_patient_has_beats_and_a_heart_rate_and_no_rhythm_alarm() -> No
     assert st is not None
     assert st.quality is not None
     assert st.quality.usable
+    summary = det.summary("bed1")
+    assert summary is not None
+    assert summary["rhythm"] == "regular"
+    assert summary["hr_bpm"] == round(hr, 1)
+    sample = core.beds["bed1"].vitals.latest()
+    assert sample is not None
+    payload = vitals_payload("dev", "bed1", sample, 1.7e9, ecg=summary)
+    assert contract.errors("vigil/dev/vitals", payload) == []
     hr_per_s = core.beds["bed1"].vitals.window()[:, 1]  # bpm, one row a second
     expected = float(np.nansum(hr_per_s)) / 60.0  # beats the monitor's HR implies
     assert abs(st.beats - expected) < 0.05 * expected + 4  # learning period and latency
