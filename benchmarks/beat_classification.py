@@ -1,4 +1,5 @@
-"""Beat classification baselines, patient-wise: LightGBM, kNN, kNN distance, IsolationForest.
+"""Beat classification, patient-wise: the CNN beat model beside LightGBM, kNN, kNN distance,
+IsolationForest.
 
 Data: the MIT-BIH records in DATA/mitdb (here the 22 non-paced records, which are exactly
 de Chazal's DS1; the paced 102, 104, 107, 217 are excluded as is customary), MLII lead
@@ -6,14 +7,17 @@ de Chazal's DS1; the paced 102, 104, 107, 217 are excluded as is customary), MLI
 `models.beats` (128-point shape window + 6 RR features). Leave-records-out folds
 (`training.ecg_data.record_folds`, default 5), every model on the same folds in this run;
 metrics per fold and pooled over all out-of-fold beats (definitions: `training.beat_eval`).
-Then ECG5000: one-class models on the training split's 292 normals, AUROC on the 4,500 test
-beats.
+The CNN (`training.beat_model`, issue 8) is trained on the same folds in the same run (early
+stopping on training records only), scored as float Keras (``cnn_float``) and as the full-int8
+TFLite model run beat by beat through the device adapter (``cnn_int8``), with the int8-vs-float
+AUROC drop per fold and pooled (export target: <= 0.005). Then ECG5000: one-class models on
+the training split's 292 normals, AUROC on the 4,500 test beats.
 
 Targets for the CNN beat model (issue 8): AUROC abnormal vs normal >= 0.96 across patients,
 V Se and +P >= 90 %, S Se >= 75 % at +P >= 50 %, ECG5000 AUROC >= 0.995.
 
 Run: .venv/bin/python benchmarks/beat_classification.py [--data ../shared/data] [--folds 5]
-     [--json out.json]
+     [--cnn-epochs 8] [--no-cnn] [--json out.json]
 """
 
 from __future__ import annotations
@@ -22,9 +26,19 @@ import argparse
 import json
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from training.beat_eval import CLASS_MODELS, MODELS, evaluate_ecg5000, evaluate_folds
+import numpy as np
+
+from training.beat_eval import (
+    CLASS_MODELS,
+    FoldScores,
+    evaluate_ecg5000,
+    evaluate_folds,
+    metrics,
+)
 from training.ecg_data import (
     BeatDataset,
     find_records,
@@ -51,8 +65,7 @@ def table(rows: dict[str, dict[str, float]]) -> list[str]:
         f"{'S Se%@+P50':>10}"
     )
     lines = [head]
-    for name in MODELS:
-        m = rows[name]
+    for name, m in rows.items():
         get = m.get
         lines.append(
             f"{name:9} {f3(m['auroc_abnormal']):>9} {f3(m['auprc_abnormal']):>9} "
@@ -64,12 +77,69 @@ def table(rows: dict[str, dict[str, float]]) -> list[str]:
     return lines
 
 
+CNN_MODELS = ("cnn_float", "cnn_int8")
+AUROC_KEYS = ("auroc_abnormal", "auroc_v", "auroc_s")
+
+
+def _scores(p: np.ndarray) -> FoldScores:
+    """Columns N, S, V, F -> the scores of `training.beat_eval` (1 - P(N), P(V), P(S))."""
+    return FoldScores(1.0 - p[:, 0], p[:, 2], p[:, 1], np.argmax(p, axis=1).astype(np.int8))
+
+
+def evaluate_cnn(
+    data: BeatDataset, folds: Sequence[Sequence[str]], *, seed: int, epochs: int
+) -> dict[str, Any]:
+    """Train the CNN on all folds but one, score the held-out fold as float and int8."""
+    from training.beat_model import (  # noqa: PLC0415 - TensorFlow only when the CNN runs
+        predict_float,
+        predict_tflite,
+        to_int8_model,
+        train_fold,
+    )
+
+    per_fold: list[dict[str, Any]] = []
+    probs: dict[str, list[np.ndarray]] = {m: [] for m in CNN_MODELS}
+    labels = []
+    for i, test_records in enumerate(folds):
+        t0 = time.perf_counter()
+        train_records = [r for j, f in enumerate(folds) if j != i for r in f]
+        train, test = data.subset(train_records), data.subset(test_records)
+        trained = train_fold(train, seed=seed + i, epochs=epochs)
+        p_float = predict_float(trained, test.features)
+        p_int8 = predict_tflite(
+            to_int8_model(trained, train.features), trained.scaler, test.features
+        )
+        probs["cnn_float"].append(p_float)
+        probs["cnn_int8"].append(p_int8)
+        labels.append(test.aami)
+        per_fold.append(
+            {
+                "metrics": {
+                    "cnn_float": metrics(test.aami, _scores(p_float)),
+                    "cnn_int8": metrics(test.aami, _scores(p_int8)),
+                },
+                "val_records": trained.val_records,
+                "epochs_run": trained.epochs_run,
+                "seconds": time.perf_counter() - t0,
+            }
+        )
+    y = np.concatenate(labels)
+    pooled = {m: metrics(y, _scores(np.concatenate(probs[m]))) for m in CNN_MODELS}
+    return {"folds": per_fold, "pooled": pooled}
+
+
+def _drops(rows: dict[str, dict[str, float]]) -> str:
+    return ", ".join(f"{k} {rows['cnn_float'][k] - rows['cnn_int8'][k]:+.4f}" for k in AUROC_KEYS)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="shared data folder")
     parser.add_argument("--folds", type=int, default=5, help="leave-records-out folds")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=2, help="threads for the models")
+    parser.add_argument("--cnn-epochs", type=int, default=8, help="CNN epochs (max)")
+    parser.add_argument("--no-cnn", action="store_true", help="baselines only")
     parser.add_argument("--json", type=Path, help="also write every figure here")
     args = parser.parse_args()
 
@@ -87,13 +157,31 @@ def main() -> None:
         f"(loaded in {t_load:.1f} s)"
     )
 
+    t_base = time.perf_counter()
     result = evaluate_folds(data, folds, seed=args.seed, n_jobs=args.jobs)
+    t_base = time.perf_counter() - t_base
+    t_cnn = 0.0
+    if not args.no_cnn:
+        t_cnn = time.perf_counter()
+        cnn = evaluate_cnn(data, folds, seed=args.seed, epochs=args.cnn_epochs)
+        t_cnn = time.perf_counter() - t_cnn
+        for fold, extra in zip(result["folds"], cnn["folds"], strict=True):
+            fold["metrics"].update(extra.pop("metrics"))
+            fold["cnn"] = extra
+        result["pooled"]["metrics"].update(cnn["pooled"])
+        result["models"] = [*CNN_MODELS, *result["models"]]
     for fold in result["folds"]:
         print(
             f"\nfold {fold['fold']}: test records {' '.join(fold['test_records'])}; "
             f"{fold['train_beats']} training beats; test {fold['test_counts']}"
         )
         print("\n".join(table(fold["metrics"])))
+        if "cnn" in fold:
+            c = fold["cnn"]
+            print(
+                f"cnn: validation records {' '.join(c['val_records'])}, {c['epochs_run']} "
+                f"epochs, {c['seconds']:.1f} s; int8 AUROC drop {_drops(fold['metrics'])}"
+            )
     pooled = result["pooled"]
     print(
         f"\npooled out-of-fold, {pooled['records']} records, beats {pooled['counts']} "
@@ -101,6 +189,8 @@ def main() -> None:
         "threshold)"
     )
     print("\n".join(table(pooled["metrics"])))
+    if not args.no_cnn:
+        print(f"cnn int8 vs float pooled AUROC drop (target <= 0.005): {_drops(pooled['metrics'])}")
 
     ecg = evaluate_ecg5000(load_ecg5000(args.data / "ecg5000"), seed=args.seed, n_jobs=args.jobs)
     print("\nECG5000 test split (one-class on the training split's normals):")
@@ -111,7 +201,10 @@ def main() -> None:
             f"{int(m['test_abnormal'])} abnormal)"
         )
     total = time.perf_counter() - t0
-    print(f"\ntotal {total:.1f} s (loading {t_load:.1f} s)")
+    print(
+        f"\ntotal {total:.1f} s (loading {t_load:.1f} s, baselines {t_base:.1f} s, "
+        f"cnn {t_cnn:.1f} s)"
+    )
     if args.json:
         result["ecg5000"] = ecg
         result["seconds"] = total

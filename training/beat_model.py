@@ -1,0 +1,250 @@
+"""Supervised beat classifier (issue 8): a small 1-D CNN on the beat window plus RR features.
+
+Input: one `models.beats` feature row (128-point shape window, then the 6 RR features). Output:
+softmax over the AAMI classes N, S, V, F, in that order (their codes 0 to 3, `TRAIN_CLASSES`;
+Q is left out: too few beats). Scores as in `training.beat_eval`: abnormal = 1 - P(N),
+V = P(V), S = P(S); decision = the most probable class.
+
+Choices, and why:
+
+- **One packed input.** The device adapter (`models.tflite`) runs single-input models only,
+  so the window and the RR features travel as one (134,) vector: the network splits it with
+  two ``Cropping1D`` layers (builtin STRIDED_SLICE), runs the conv stack on the window and
+  concatenates the RR features after it, so the RR features are a second input in all but
+  the tensor count.
+- **RR features are standardised and clipped** (training-beat mean and std, then to
+  +-`RR_CLIP`) before packing: a full-int8 model has one (scale, zero point) for the whole
+  input tensor, so the RR columns must live on the same scale as the unit-RMS window (raw
+  seconds near 0.8 with ratios near 1 would get a handful of int8 steps). `BeatInputScaler`
+  holds the constants the device needs.
+- **Class-weighted loss**: balanced weights (``n / (4 * n_class)``), as the LightGBM baseline
+  uses; S and V are 2 % to 8 % of beats, F under 1 %.
+- **Validation split of training records only**: whole training records (`VAL_FRACTION` of
+  them, a seeded choice) are held out for early stopping on the class-weighted validation
+  loss, so neither the test records nor beats of the records being fitted decide when to
+  stop.
+- **Deterministic**: `keras.utils.set_random_seed` and op determinism before building.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import keras
+import numpy as np
+from keras import layers
+from numpy.typing import NDArray
+
+from models.beats import AAMI_CLASSES, RR_FEATURE_NAMES
+from models.tflite import TFLiteModel, load_interpreter
+from training.ecg_data import BeatDataset
+from training.nets import inference_copy
+from training.quantize import to_tflite_int8
+
+__all__ = [
+    "CLASS_NAMES",
+    "N_POINTS",
+    "N_RR",
+    "RR_CLIP",
+    "BeatInputScaler",
+    "TrainedBeatModel",
+    "build_model",
+    "class_weights",
+    "predict_float",
+    "predict_tflite",
+    "split_validation_records",
+    "to_int8_model",
+    "train_fold",
+]
+
+CLASS_NAMES: Final = ("N", "S", "V", "F")
+"""Output columns, in order; column k is AAMI code k (`models.beats.AAMI_CLASSES`)."""
+assert AAMI_CLASSES[: len(CLASS_NAMES)] == CLASS_NAMES
+N_RR: Final = len(RR_FEATURE_NAMES)
+N_POINTS: Final = 128
+RR_CLIP: Final = 5.0
+"""Standardised RR features are clipped to +-5 std: one outlier interval (a missed beat, a
+pause) must not widen the int8 input range for every other beat."""
+VAL_FRACTION: Final = 0.2
+PREDICT_BATCH: Final = 2048
+
+
+@dataclass(frozen=True)
+class BeatInputScaler:
+    """Feature row -> network input: window as is, RR columns standardised and clipped."""
+
+    rr_mean: NDArray[np.float64]
+    rr_std: NDArray[np.float64]
+
+    @classmethod
+    def fit(cls, features: NDArray[np.floating[Any]]) -> BeatInputScaler:
+        """Mean and std of the RR columns of training beats (std 0 -> 1)."""
+        rr = np.asarray(features[:, -N_RR:], dtype=np.float64)
+        std = rr.std(axis=0)
+        return cls(rr.mean(axis=0), np.where(std > 0, std, 1.0))
+
+    def __call__(self, features: NDArray[np.floating[Any]]) -> NDArray[np.float32]:
+        """(n, 134) float32 network inputs."""
+        out = np.array(features, dtype=np.float32)
+        z = (out[:, -N_RR:] - self.rr_mean) / self.rr_std
+        out[:, -N_RR:] = np.clip(z, -RR_CLIP, RR_CLIP)
+        return out
+
+
+def build_model(
+    n_points: int = N_POINTS,
+    n_rr: int = N_RR,
+    *,
+    filters: tuple[int, ...] = (16, 32, 32),
+    kernel_size: int = 7,
+    dense: int = 32,
+    dropout: float = 0.2,
+    batch_size: int | None = None,
+) -> keras.Model:
+    """(batch, n_points + n_rr) -> (batch, 4) softmax over N, S, V, F.
+
+    Window branch: per filter count, Conv1D (same padding, ReLU) then MaxPool 2, flattened
+    (positions matter for a beat aligned on R, so no global pooling). The RR features join
+    after the conv stack; one ReLU dense layer and dropout precede the softmax.
+    """
+    if n_points < 2 ** len(filters) or n_rr < 1 or not filters:
+        raise ValueError("n_points must allow one halving per conv layer; n_rr >= 1")
+    inputs = keras.Input((n_points + n_rr,), batch_size=batch_size, name="beat")
+    x = layers.Reshape((n_points + n_rr, 1), name="as_sequence")(inputs)
+    window = layers.Cropping1D((0, n_rr), name="window")(x)
+    rr = layers.Flatten(name="rr")(layers.Cropping1D((n_points, 0), name="rr_slice")(x))
+    h = window
+    for i, f in enumerate(filters):
+        h = layers.Conv1D(f, kernel_size, padding="same", activation="relu", name=f"conv_{i}")(h)
+        h = layers.MaxPooling1D(2, name=f"pool_{i}")(h)
+    h = layers.Flatten(name="shape_features")(h)
+    h = layers.Concatenate(name="with_rr")([h, rr])
+    h = layers.Dense(dense, activation="relu", name="dense")(h)
+    if dropout > 0:
+        h = layers.Dropout(dropout, name="dropout")(h)
+    outputs = layers.Dense(len(CLASS_NAMES), activation="softmax", name="classes")(h)
+    return keras.Model(inputs, outputs, name="beat_cnn")
+
+
+def class_weights(y: NDArray[np.integer[Any]]) -> dict[int, float]:
+    """Balanced weights n / (k * n_c) over the classes present (absent ones get none)."""
+    counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=len(CLASS_NAMES))
+    present = np.flatnonzero(counts)
+    return {int(c): float(y.size / (present.size * counts[c])) for c in present}
+
+
+def split_validation_records(
+    records: NDArray[np.str_], seed: int, fraction: float = VAL_FRACTION
+) -> tuple[list[str], list[str]]:
+    """(fit records, validation records): a seeded choice of whole training records.
+
+    At least one record each way when there are two or more.
+    """
+    names = sorted(set(records.tolist()))
+    if len(names) < 2:
+        raise ValueError("need at least two training records for a record-wise validation split")
+    rng = np.random.default_rng(seed)
+    n_val = min(len(names) - 1, max(1, round(fraction * len(names))))
+    val = sorted(rng.choice(names, size=n_val, replace=False).tolist())
+    return [n for n in names if n not in val], val
+
+
+@dataclass
+class TrainedBeatModel:
+    """A fitted network with its input scaler and what training did."""
+
+    model: keras.Model
+    scaler: BeatInputScaler
+    val_records: list[str]
+    epochs_run: int
+    best_val_loss: float
+
+
+def train_fold(
+    train: BeatDataset,
+    *,
+    seed: int = 0,
+    epochs: int = 8,
+    patience: int = 2,
+    batch_size: int = 128,
+    learning_rate: float = 2e-3,
+    verbose: int = 0,
+    **model_kwargs: Any,
+) -> TrainedBeatModel:
+    """Fit `build_model` on ``train`` (N/S/V/F beats of the training records only).
+
+    Early stopping (best weights restored) on the loss of validation records drawn from
+    ``train`` itself (`split_validation_records`); the scaler is fitted on the fitting records.
+    """
+    keep = np.isin(train.aami, range(len(CLASS_NAMES)))
+    fit_names, val_names = split_validation_records(train.record[keep], seed)
+    fit_mask = keep & np.isin(train.record, fit_names)
+    val_mask = keep & np.isin(train.record, val_names)
+    scaler = BeatInputScaler.fit(train.features[fit_mask])
+    x_fit, y_fit = scaler(train.features[fit_mask]), train.aami[fit_mask].astype(np.int64)
+    x_val, y_val = scaler(train.features[val_mask]), train.aami[val_mask].astype(np.int64)
+
+    keras.utils.set_random_seed(seed)
+    model = build_model(**model_kwargs)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss="sparse_categorical_crossentropy",
+    )
+    stop = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=patience, restore_best_weights=True
+    )
+    weights = class_weights(y_fit)
+    # The validation loss is weighted like the training loss, so early stopping judges the
+    # objective being fitted rather than (mostly) how well N beats are told apart.
+    w_val = np.array([weights.get(int(c), 0.0) for c in y_val], dtype=np.float32)
+    history = model.fit(
+        x_fit,
+        y_fit,
+        validation_data=(x_val, y_val, w_val),
+        epochs=epochs,
+        batch_size=batch_size,
+        class_weight=weights,
+        callbacks=[stop],
+        shuffle=True,
+        verbose=verbose,
+    )
+    val_loss = [float(v) for v in history.history["val_loss"]]
+    return TrainedBeatModel(model, scaler, val_names, len(val_loss), min(val_loss))
+
+
+def predict_float(trained: TrainedBeatModel, features: NDArray[np.floating[Any]]) -> NDArray[Any]:
+    """(n, 4) float Keras probabilities for raw feature rows."""
+    x = trained.scaler(features)
+    return np.asarray(trained.model.predict(x, batch_size=PREDICT_BATCH, verbose=0), np.float64)
+
+
+def to_int8_model(
+    trained: TrainedBeatModel, representative_features: NDArray[np.floating[Any]]
+) -> bytes:
+    """Full-integer int8 TFLite bytes of the batch-1 inference copy (what the device runs),
+    calibrated on ``representative_features`` (raw rows of training beats)."""
+    twin = inference_copy(trained.model, batch_size=1)
+    return to_tflite_int8(twin, trained.scaler(representative_features))
+
+
+def predict_tflite(
+    tflite: bytes | TFLiteModel,
+    scaler: BeatInputScaler,
+    features: NDArray[np.floating[Any]],
+) -> NDArray[np.float64]:
+    """(n, 4) probabilities through the device adapter, one beat per call as on the device."""
+    if isinstance(tflite, bytes):
+        with tempfile.TemporaryDirectory(prefix="vigil-beat-") as tmp:
+            path = Path(tmp) / "beat_cnn.tflite"
+            path.write_bytes(tflite)
+            runner = load_interpreter(path)
+    else:
+        runner = tflite
+    x = scaler(features)
+    out = np.empty((len(x), len(CLASS_NAMES)), dtype=np.float64)
+    for i in range(len(x)):
+        out[i] = runner.predict_into(x[i : i + 1])[0]
+    return out
