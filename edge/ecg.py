@@ -5,10 +5,12 @@ vitals detectors look at VITALS frames) and raises the rhythm alarms through the
 manager, journal and MQTT contract as every other alert. Per bed and per call:
 
 1. The ECG samples that reached the bed's ring since the last call (`WaveformRing.since`) go to
-   that bed's streaming `models.qrs.QrsDetector`; a beat's edge time is placed back from the
-   newest sample (which arrived "now") by its distance in samples. More samples than the ring
-   holds since the last call (the runtime stalled) restarts the detector: a gap is never
-   bridged with invented beats.
+   that bed's streaming `models.qrs.QrsDetector`. A beat's edge time is the stream's start
+   plus its sample index / fs, so RR intervals are exact; the start is the smallest of the
+   last 60 estimates "now minus samples so far / fs" (samples arrive late, never early, and
+   a board clock that drifts is followed). More samples than the ring holds since the last
+   call (the runtime stalled) restarts the detector: a gap is never bridged with invented
+   beats.
 2. Every `QUALITY_EVERY_S`: `models.signal_quality.ecg_quality` over the last `WINDOW_S`, and
    a pulse looked for on the PPG, else the arterial pressure, over the last `PULSE_S`; a
    channel that has sent nothing for 2 s does not count (its ring still holds an old pulse).
@@ -21,6 +23,7 @@ A bed whose board sends no ECG gets nothing from here (the vitals detectors stil
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -53,6 +56,7 @@ _RHYTHM_WORDS: Final = (
     ("irregular_rhythm", "irregular"),
 )
 """The vitals message's ``ecg.rhythm``: the most serious current detection, in words."""
+_START_ESTIMATES: Final = 60
 _STALE_S: Final = 2.0
 """A pulse channel with no new sample for this long (s) is not looked at."""
 
@@ -71,6 +75,8 @@ class EcgState:
     pulse: bool | None = None
     judged_s: float = -float("inf")
     detections: list[Detection] = field(default_factory=list)
+    starts: deque[float] = field(default_factory=lambda: deque(maxlen=_START_ESTIMATES))
+    """Edge time of the stream's sample 0 as each call saw it (rule 1)."""
     pulse_marks: dict[WaveformChannel, tuple[int, float]] = field(default_factory=dict)
     """Per pulse channel: (samples written, edge time) when it last grew (rule 2: a channel
     that stopped sending says nothing about the pulse now)."""
@@ -139,12 +145,16 @@ class EcgDetector:
                          bed.bed_id, behind - ring.count)
             st.qrs.reset()
             st.fed = 0
+            st.starts.clear()
         samples, st.position = ring.since(st.position)
         if samples.size:
             found = st.qrs.update(samples)
             st.fed += samples.size
+            st.starts.append(now - st.fed / st.fs_hz)
             if found.size:
-                times = now - (st.fed - 1 - found) / st.fs_hz
+                # Placed by sample index from the stream's start, so RR intervals are exact;
+                # the start is the least-delayed estimate of the last minute (drift-proof).
+                times = min(st.starts) + found / st.fs_hz
                 st.rhythm.add(Beat(float(t)) for t in times)
                 st.beats += int(found.size)
         if now - st.judged_s >= QUALITY_EVERY_S:

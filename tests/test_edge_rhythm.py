@@ -102,11 +102,14 @@ def test_irregular_rhythm_from_rr_irregularity_but_not_from_sinus_or_ectopy() ->
     rng = np.random.default_rng(3)
     sinus = RhythmMonitor()
     t = np.cumsum(0.8 + rng.normal(0, 0.02, 40))  # sinus: 2.5 % beat-to-beat variation
-    sinus.add(Beat(float(x)) for x in t)
+    sinus.add(Beat(float(x), "N") for x in t)
     assert sinus.update(float(t[-1]) + 0.1, quality=GOOD) == []
     af = RhythmMonitor()
     t = np.cumsum(rng.uniform(0.45, 1.1, 40))  # AF: irregularly irregular
-    af.add(Beat(float(x)) for x in t)
+    unclassified = RhythmMonitor()
+    unclassified.add(Beat(float(x)) for x in t)  # no beat model: no AF call (rule 5)
+    assert unclassified.update(float(t[-1]) + 0.1, quality=GOOD) == []
+    af.add(Beat(float(x), "N") for x in t)
     (d,) = af.update(float(t[-1]) + 0.1, quality=GOOD)
     assert d.kind == "irregular_rhythm"
     assert d.values["ecg.rr_nrmssd"] >= RhythmConfig().af_nrmssd
