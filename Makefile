@@ -47,6 +47,9 @@ bench: $(TEST_STAMP)
 	$(PY) benchmarks/edge_memory.py
 	$(PY) benchmarks/flash_time.py
 	$(PY) benchmarks/hot_swap_gap.py
+	$(PY) benchmarks/qrs_detectors.py
+	$(PY) benchmarks/beat_classification.py
+	$(PY) benchmarks/ecg_head_speed.py
 
 # The default model bundle shipped in the package (models/bundles/default/), rebuilt with
 #   vigil-train fit --preset default --seed 0 --data ../shared/data --out models/bundles/default
