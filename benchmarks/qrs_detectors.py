@@ -49,8 +49,9 @@ def ours_streaming(x: NDArray[np.float64], fs: float) -> NDArray[np.int64]:
     step = round(fs)
     out = [det.update(x[i : i + step]) for i in range(0, x.shape[0], step)]
     out.append(det.update(np.full(det.latency_samples + step, x[-1])))  # flush the latency
-    beats = np.concatenate(out)
-    return beats[beats < x.shape[0]]
+    beats: NDArray[np.int64] = np.concatenate(out)
+    kept: NDArray[np.int64] = beats[beats < x.shape[0]]
+    return kept
 
 
 def neurokit(method: str) -> Detector:
