@@ -29,6 +29,7 @@ from training.beat_model import (
     RR_CLIP,
     BeatInputScaler,
     TrainedBeatModel,
+    _AugmentedBeats,
     class_weights,
     predict_float,
     predict_tflite,
@@ -82,6 +83,29 @@ def test_class_weights_balance_present_classes() -> None:
     w = class_weights(y)
     assert set(w) == {0, 2}
     assert w[0] * 90 == pytest.approx(w[2] * 10)
+    soft = class_weights(y, power=0.5)
+    assert soft[0] == pytest.approx(w[0] ** 0.5)
+    assert soft[2] == pytest.approx(w[2] ** 0.5)
+
+
+def test_augmented_batches_perturb_windows_only() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, N_POINTS + N_RR)).astype(np.float32)
+    y = rng.integers(0, len(CLASS_NAMES), size=300)
+    w = np.ones(300, dtype=np.float32)
+    data = _AugmentedBeats(x, y, w, batch_size=128, strength=0.1, seed=0)
+    assert len(data) == 3
+    seen = []
+    for i in range(len(data)):
+        xb, yb, wb = data[i]
+        assert xb.shape[1] == N_POINTS + N_RR
+        assert len(xb) == len(yb) == len(wb)
+        rows = data.order[i * 128 : (i + 1) * 128]
+        np.testing.assert_array_equal(xb[:, N_POINTS:], x[rows, N_POINTS:])
+        np.testing.assert_array_equal(yb, y[rows])
+        assert not np.allclose(xb[:, :N_POINTS], x[rows, :N_POINTS])
+        seen.append(rows)
+    assert sorted(np.concatenate(seen).tolist()) == list(range(300))
 
 
 def test_scaler_standardises_and_clips_rr_only() -> None:

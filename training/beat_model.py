@@ -23,11 +23,19 @@ Choices, and why:
   them, a seeded choice) are held out for early stopping on the class-weighted validation
   loss, so neither the test records nor beats of the records being fitted decide when to
   stop.
+- **Augmented training windows** (`AUGMENT`): each batch's windows get a fresh random
+  amplitude scale, baseline shift, white noise and shift by up to 2 samples, so the network
+  does not learn one patient's exact morphology; RR columns and validation beats untouched.
+  The loss weights then travel as per-beat sample weights. Tried and not kept (pooled
+  out-of-fold): square-root class weights (``weight_power=0.5``: AUROC 0.925 -> 0.910);
+  batch normalisation after the convs (``batch_norm=True``: 0.928 alone, within noise;
+  0.882 together with the augmentation).
 - **Deterministic**: `keras.utils.set_random_seed` and op determinism before building.
 """
 
 from __future__ import annotations
 
+import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +77,9 @@ RR_CLIP: Final = 5.0
 """Standardised RR features are clipped to +-5 std: one outlier interval (a missed beat, a
 pause) must not widen the int8 input range for every other beat."""
 VAL_FRACTION: Final = 0.2
+AUGMENT: Final = 0.1
+"""Default `train_fold` augmentation strength (`_AugmentedBeats`): pooled out-of-fold AUROC
+abnormal 0.925 -> 0.940, V +P 32 % -> 49 %, S Se at +P 50 % 0 -> 24 % (5 folds, 22 records)."""
 PREDICT_BATCH: Final = 2048
 
 
@@ -102,6 +113,7 @@ def build_model(
     kernel_size: int = 7,
     dense: int = 32,
     dropout: float = 0.2,
+    batch_norm: bool = False,
     batch_size: int | None = None,
 ) -> keras.Model:
     """(batch, n_points + n_rr) -> (batch, 4) softmax over N, S, V, F.
@@ -118,7 +130,14 @@ def build_model(
     rr = layers.Flatten(name="rr")(layers.Cropping1D((n_points, 0), name="rr_slice")(x))
     h = window
     for i, f in enumerate(filters):
-        h = layers.Conv1D(f, kernel_size, padding="same", activation="relu", name=f"conv_{i}")(h)
+        if batch_norm:
+            h = layers.Conv1D(f, kernel_size, padding="same", use_bias=False, name=f"conv_{i}")(h)
+            h = layers.BatchNormalization(name=f"bn_{i}")(h)
+            h = layers.ReLU(name=f"relu_{i}")(h)
+        else:
+            h = layers.Conv1D(
+                f, kernel_size, padding="same", activation="relu", name=f"conv_{i}"
+            )(h)
         h = layers.MaxPooling1D(2, name=f"pool_{i}")(h)
     h = layers.Flatten(name="shape_features")(h)
     h = layers.Concatenate(name="with_rr")([h, rr])
@@ -129,11 +148,12 @@ def build_model(
     return keras.Model(inputs, outputs, name="beat_cnn")
 
 
-def class_weights(y: NDArray[np.integer[Any]]) -> dict[int, float]:
-    """Balanced weights n / (k * n_c) over the classes present (absent ones get none)."""
+def class_weights(y: NDArray[np.integer[Any]], power: float = 1.0) -> dict[int, float]:
+    """Balanced weights (n / (k * n_c)) ** power over the classes present (absent ones get
+    none); power 0.5 is the softer square-root balancing."""
     counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=len(CLASS_NAMES))
     present = np.flatnonzero(counts)
-    return {int(c): float(y.size / (present.size * counts[c])) for c in present}
+    return {int(c): float((y.size / (present.size * counts[c])) ** power) for c in present}
 
 
 def split_validation_records(
@@ -171,6 +191,8 @@ def train_fold(
     patience: int = 2,
     batch_size: int = 128,
     learning_rate: float = 2e-3,
+    weight_power: float = 1.0,
+    augment: float = AUGMENT,
     verbose: int = 0,
     **model_kwargs: Any,
 ) -> TrainedBeatModel:
@@ -196,23 +218,73 @@ def train_fold(
     stop = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=patience, restore_best_weights=True
     )
-    weights = class_weights(y_fit)
+    weights = class_weights(y_fit, weight_power)
     # The validation loss is weighted like the training loss, so early stopping judges the
     # objective being fitted rather than (mostly) how well N beats are told apart.
     w_val = np.array([weights.get(int(c), 0.0) for c in y_val], dtype=np.float32)
+    fit_data: Any = x_fit
+    fit_kwargs: dict[str, Any] = {"y": y_fit, "batch_size": batch_size, "shuffle": True}
+    if augment > 0:
+        w_fit = np.array([weights[int(c)] for c in y_fit], dtype=np.float32)
+        fit_data = _AugmentedBeats(
+            x_fit, y_fit, w_fit, batch_size=batch_size, strength=augment, seed=seed
+        )
+        fit_kwargs = {}
+    else:
+        fit_kwargs["class_weight"] = weights
     history = model.fit(
-        x_fit,
-        y_fit,
+        fit_data,
         validation_data=(x_val, y_val, w_val),
         epochs=epochs,
-        batch_size=batch_size,
-        class_weight=weights,
         callbacks=[stop],
-        shuffle=True,
         verbose=verbose,
+        **fit_kwargs,
     )
     val_loss = [float(v) for v in history.history["val_loss"]]
     return TrainedBeatModel(model, scaler, val_names, len(val_loss), min(val_loss))
+
+
+class _AugmentedBeats(keras.utils.PyDataset):  # type: ignore[misc]
+    """Shuffled weighted batches whose windows get a fresh random perturbation each time.
+
+    ``strength`` s: amplitude scale 1 + U(-s, s), baseline shift N(0, s / 2), white noise
+    N(0, s / 4), shift by up to 2 samples (edge repeated). RR columns are left alone.
+    """
+
+    def __init__(
+        self,
+        x: NDArray[np.float32],
+        y: NDArray[np.int64],
+        w: NDArray[np.float32],
+        *,
+        batch_size: int,
+        strength: float,
+        seed: int,
+    ) -> None:
+        super().__init__()
+        self.x, self.y, self.w = x, y, w
+        self.batch_size, self.strength = batch_size, strength
+        self.rng = np.random.default_rng(seed)
+        self.order = self.rng.permutation(len(x))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.x) / self.batch_size)
+
+    def on_epoch_end(self) -> None:
+        self.order = self.rng.permutation(len(self.x))
+
+    def __getitem__(self, i: int) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any]]:
+        idx = self.order[i * self.batch_size : (i + 1) * self.batch_size]
+        x = self.x[idx].copy()
+        n, s, rng = len(idx), self.strength, self.rng
+        win: NDArray[Any] = x[:, :N_POINTS]
+        shift = rng.integers(-2, 3, size=n)
+        cols = np.clip(np.arange(N_POINTS)[None, :] - shift[:, None], 0, N_POINTS - 1)
+        win = np.take_along_axis(win, cols, axis=1)
+        win = win * (1 + rng.uniform(-s, s, (n, 1))) + rng.normal(0, s / 2, (n, 1))
+        win = win + rng.normal(0, s / 4, win.shape)
+        x[:, :N_POINTS] = win
+        return x, self.y[idx], self.w[idx]
 
 
 def predict_float(trained: TrainedBeatModel, features: NDArray[np.floating[Any]]) -> NDArray[Any]:
