@@ -153,12 +153,7 @@ class ModelManager:
 
     def _mark(self) -> None:
         if self.store is not None:
-            st = (self.store.root / "active.json")
-            try:
-                s = st.stat()
-                self._stat = (s.st_mtime_ns, s.st_size, s.st_ino)
-            except FileNotFoundError:
-                self._stat = None
+            self._stat = self.store.pointer_stamp()
 
     @property
     def status(self) -> dict[str, str]:
@@ -187,11 +182,7 @@ class ModelManager:
 
     def _check_pointer(self, config: EdgeConfig, beds: Mapping[str, BedState]) -> None:
         assert self.store is not None
-        try:
-            s = (self.store.root / "active.json").stat()
-            stat: tuple[int, int, int] | None = (s.st_mtime_ns, s.st_size, s.st_ino)
-        except FileNotFoundError:
-            stat = None
+        stat = self.store.pointer_stamp()
         if stat == self._stat:
             return
         self._stat = stat

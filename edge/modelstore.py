@@ -178,6 +178,15 @@ class ModelStore:
             _log.error("%s unreadable (%s): running the configured bundle", path, exc)
             return Pointer(reason=f"pointer unreadable: {exc}")
 
+    def pointer_stamp(self) -> tuple[int, int, int] | None:
+        """(mtime ns, size, inode) of ``active.json``, None without one: every write replaces
+        the file, so a running process sees a switch by a stat instead of a read."""
+        try:
+            st = (self.root / POINTER_FILE).stat()
+        except FileNotFoundError:
+            return None
+        return st.st_mtime_ns, st.st_size, st.st_ino
+
     def _write_pointer(self, pointer: Pointer) -> None:
         """Rule 4: temporary file, fsync, rename over, fsync the directory."""
         tmp = self.root / f".{POINTER_FILE}.{uuid.uuid4().hex}"
