@@ -28,13 +28,13 @@ import math
 import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final, Literal
 
 from edge.events import Priority
-from edge.rhythm import RHYTHM_KINDS
+from edge.rhythm import RHYTHM_KINDS, RhythmConfig
 
 __all__ = [
     "ALERT_KINDS",
@@ -303,15 +303,24 @@ class News2Config:
     manual_max_age_s: float = 14_400.0
 
 
+_RHYTHM_DEFAULTS: Final = RhythmConfig()
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EcgConfig:
     """The ECG head (edge/ecg.py, edge/rhythm.py): off unless ``enabled``. Thresholds in s and
     bpm; the rest of the rhythm rules' parameters keep their documented defaults."""
 
     enabled: bool = False
-    asystole_s: float = 4.0
-    extreme_brady_bpm: float = 40.0
-    extreme_tachy_bpm: float = 150.0
+    asystole_s: float = _RHYTHM_DEFAULTS.asystole_s
+    extreme_brady_bpm: float = _RHYTHM_DEFAULTS.extreme_brady_bpm
+    extreme_tachy_bpm: float = _RHYTHM_DEFAULTS.extreme_tachy_bpm
+
+    def rhythm(self) -> RhythmConfig:
+        """The rhythm rules' parameters (edge/rhythm.py) with these thresholds."""
+        return replace(_RHYTHM_DEFAULTS, asystole_s=self.asystole_s,
+                       extreme_brady_bpm=self.extreme_brady_bpm,
+                       extreme_tachy_bpm=self.extreme_tachy_bpm)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -831,11 +840,13 @@ def _parse_ecg(c: _Checker, root: Mapping[str, Any]) -> EcgConfig:
     p = "ecg"
     t = c.table(root, p, "")
     c.keys(t, ["enabled", "asystole_s", "extreme_brady_bpm", "extreme_tachy_bpm"], p)
+    d = _RHYTHM_DEFAULTS
     return EcgConfig(
         enabled=c.boolean(t, "enabled", p, False),
-        asystole_s=c.number(t, "asystole_s", p, 4.0, (2.0, 15.0)),
-        extreme_brady_bpm=c.number(t, "extreme_brady_bpm", p, 40.0, (20.0, 60.0)),
-        extreme_tachy_bpm=c.number(t, "extreme_tachy_bpm", p, 150.0, (100.0, 300.0)),
+        asystole_s=c.number(t, "asystole_s", p, d.asystole_s, (2.0, 15.0)),
+        extreme_brady_bpm=c.number(t, "extreme_brady_bpm", p, d.extreme_brady_bpm, (20.0, 60.0)),
+        extreme_tachy_bpm=c.number(t, "extreme_tachy_bpm", p, d.extreme_tachy_bpm,
+                                   (100.0, 300.0)),
     )
 
 

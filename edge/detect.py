@@ -22,6 +22,7 @@ from edge.config import (
     NEWS2_KIND,
     AlarmConfig,
     EcgConfig,
+    EdgeConfig,
     LimitsConfig,
     News2Config,
     TechnicalConfig,
@@ -29,11 +30,11 @@ from edge.config import (
 from edge.ecg import EcgDetector
 from edge.events import Detection, Driver
 from edge.news2 import News2, direction
-from edge.rhythm import RhythmConfig
 from firmware_bridge.frames import StatusFlag
 
 __all__ = [
-    "Detector", "FixedLimitsDetector", "News2Detector", "TechnicalDetector", "default_detectors",
+    "Detector", "FixedLimitsDetector", "News2Detector", "TechnicalDetector",
+    "configured_detectors", "default_detectors",
     "news2_drivers",
 ]
 
@@ -252,8 +253,12 @@ def default_detectors(
     if news2 is not None:
         out.append(News2Detector(news2))
     if ecg is not None and ecg.enabled:
-        out.append(EcgDetector(RhythmConfig(
-            asystole_s=ecg.asystole_s, extreme_brady_bpm=ecg.extreme_brady_bpm,
-            extreme_tachy_bpm=ecg.extreme_tachy_bpm)))
+        out.append(EcgDetector(ecg.rhythm()))
     return out
+
+
+def configured_detectors(config: EdgeConfig) -> list[Detector]:
+    """`default_detectors` of a whole configuration: NEWS2 and, when enabled, the ECG head."""
+    return default_detectors(config.limits, config.technical, config.alarms, config.news2,
+                             config.ecg)
 

@@ -92,7 +92,7 @@ import numpy.typing as npt
 
 from edge.bedstate import BedState, VitalsRing
 from edge.config import ARTEFACT_HOLD_MAX_S, EdgeConfig
-from edge.detect import Detector, default_detectors
+from edge.detect import Detector, configured_detectors
 from edge.events import Detection, Driver, Priority
 from edge.explain import MAX_DRIVERS
 from firmware_bridge.frames import PROTOCOL_VERSION
@@ -870,8 +870,7 @@ class LearnedSetup:
     def with_defaults(self, config: EdgeConfig) -> LearnedSetup:
         """The same model detectors (and their per-bed windows) after ``config``'s defaults:
         what a reload that changed limits, timing or NEWS2 but not the model runs."""
-        defaults = default_detectors(config.limits, config.technical, config.alarms, config.news2,
-                                 config.ecg)
+        defaults = configured_detectors(config)
         return replace(self, detectors=[*defaults, *self.own])
 
 
@@ -900,8 +899,7 @@ def load_learned(config: EdgeConfig) -> LearnedSetup:
     replaced by `ModelUnavailableDetector` (priority ``technical.model_unavailable``): a
     monitor never stops monitoring because a model is bad.
     """
-    detectors = default_detectors(config.limits, config.technical, config.alarms, config.news2,
-                                 config.ecg)
+    detectors = configured_detectors(config)
     path = config.model.bundle
     if not path:
         _log.info("no model bundle configured: fixed limits only")

@@ -38,7 +38,7 @@ from edge.commands import (
     result_payload,
 )
 from edge.config import ConfigError, EdgeConfig
-from edge.detect import Detector, FixedLimitsDetector, default_detectors
+from edge.detect import Detector, FixedLimitsDetector, configured_detectors
 from edge.ecg import EcgDetector
 from edge.events import AlertEvent, Detection
 from edge.explain import explain
@@ -150,8 +150,7 @@ class EdgeCore:
         self.detectors: list[Detector] = list(
             detectors
             if detectors is not None
-            else default_detectors(config.limits, config.technical, config.alarms, config.news2,
-                                 config.ecg)
+            else configured_detectors(config)
         )
         self.alarms = alarms or AlarmManager(
             alarm_timing(config.alarms)
