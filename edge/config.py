@@ -67,6 +67,7 @@ __all__ = [
     "default_config_text",
     "load_config",
     "parse_config",
+    "read_password_file",
 ]
 
 _log = logging.getLogger(__name__)
@@ -637,6 +638,13 @@ def _readable(c: _Checker, t: Mapping[str, Any], key: str, p: str) -> str:
     return path
 
 
+def read_password_file(path: str | Path) -> str:
+    """The first line of a password file ("" for an empty file): how the edge's
+    ``mqtt.password_file`` and the clients' ``--password-file`` are read."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return lines[0] if lines else ""
+
+
 def _mqtt_security(c: _Checker, t: Mapping[str, Any], p: str) -> dict[str, Any]:
     username = c.string(t, "username", p, "")
     password = c.string(t, "password", p, "")
@@ -644,8 +652,7 @@ def _mqtt_security(c: _Checker, t: Mapping[str, Any], p: str) -> dict[str, Any]:
     if password and password_file:
         c.error(f"{p}.password_file", "give mqtt.password or mqtt.password_file, not both")
     elif password_file and Path(password_file).is_file():
-        lines = Path(password_file).read_text(encoding="utf-8").splitlines()
-        password = lines[0] if lines else ""
+        password = read_password_file(password_file)
     if password and not username:
         c.error(f"{p}.password", "a password needs mqtt.username")
     cert = _readable(c, t, "tls_cert_file", p)

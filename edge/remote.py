@@ -17,14 +17,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.commands import RESULT_LEAF, parse_command
-from edge.config import MqttSecurity
+from edge.config import MqttSecurity, read_password_file
 from edge.mqtt import secure
 from edge.payloads import iso_utc
 
@@ -82,10 +81,7 @@ def client_security(
         raise ValueError("--tls-cert and --tls-key go together (a client certificate and its key)")
     if password_file and not username:
         raise ValueError("--password-file needs --username")
-    password = ""
-    if password_file:
-        lines = Path(password_file).read_text(encoding="utf-8").splitlines()
-        password = lines[0] if lines else ""
+    password = read_password_file(password_file) if password_file else ""
     return MqttSecurity(username=username, password=password, tls=tls, tls_ca_file=tls_ca,
                         tls_cert_file=tls_cert, tls_key_file=tls_key)
 
