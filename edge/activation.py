@@ -119,6 +119,7 @@ class ModelManager:
         self._again = False
         self._done: queue.SimpleQueue[tuple[LearnedSetup | None, str, str]] = queue.SimpleQueue()
         self.last_swap: dict[str, Any] = {}
+        self._files_of: tuple[str, dict[str, str]] = ("", {})
         self.running_id: str | None = None
         self.setup = self._load_at_start(config)
 
@@ -309,6 +310,15 @@ class ModelManager:
 
     # -- reporting (rule 5) -------------------------------------------------------------------
 
+    def _files(self, bundle: str | None) -> dict[str, str]:
+        """The running bundle's file hashes, read from its manifest once per bundle (the
+        state goes out every status period; the bundle changes only with a switch)."""
+        if not bundle:
+            return {}
+        if self._files_of[0] != bundle:
+            self._files_of = (bundle, _files(bundle))
+        return self._files_of[1]
+
     def state_payload(self, device: str, epoch_s: float) -> bytes:
         """Retained ``model/state``: what runs, its files, the store, the last swap."""
         status = self.status
@@ -319,7 +329,7 @@ class ModelManager:
             "version": status.get("version"),
             "source": status["source"],
             "bundle": status.get("bundle"),
-            "files": _files(status["bundle"]) if status.get("bundle") else {},
+            "files": self._files(status.get("bundle")),
             "reason": status.get("reason"),
             "store": describe(self.store.pointer()) if self.store is not None else None,
             "last_swap": self.last_swap or None,
