@@ -119,7 +119,7 @@ class ModelManager:
         self._again = False
         self._done: queue.SimpleQueue[tuple[LearnedSetup | None, str, str]] = queue.SimpleQueue()
         self.last_swap: dict[str, Any] = {}
-        self._files_of: tuple[str, dict[str, str]] = ("", {})
+        self._files_of: tuple[tuple[str, str | None], dict[str, str]] = (("", None), {})
         self.running_id: str | None = None
         self.setup = self._load_at_start(config)
 
@@ -310,13 +310,14 @@ class ModelManager:
 
     # -- reporting (rule 5) -------------------------------------------------------------------
 
-    def _files(self, bundle: str | None) -> dict[str, str]:
-        """The running bundle's file hashes, read from its manifest once per bundle (the
-        state goes out every status period; the bundle changes only with a switch)."""
+    def _files(self, bundle: str | None, version: str | None) -> dict[str, str]:
+        """The running bundle's file hashes, read from its manifest once per bundle and
+        version (the state goes out every status period; the bundle changes only with a
+        switch or a reload)."""
         if not bundle:
             return {}
-        if self._files_of[0] != bundle:
-            self._files_of = (bundle, _files(bundle))
+        if self._files_of[0] != (bundle, version):
+            self._files_of = ((bundle, version), _files(bundle))
         return self._files_of[1]
 
     def state_payload(self, device: str, epoch_s: float) -> bytes:
@@ -329,7 +330,7 @@ class ModelManager:
             "version": status.get("version"),
             "source": status["source"],
             "bundle": status.get("bundle"),
-            "files": self._files(status.get("bundle")),
+            "files": self._files(status.get("bundle"), status.get("version")),
             "reason": status.get("reason"),
             "store": describe(self.store.pointer()) if self.store is not None else None,
             "last_swap": self.last_swap or None,
