@@ -34,11 +34,31 @@ Rules (the contract a trained beat model relies on; changing one bumps `BEAT_SPE
    - ``post_pre_ratio``: ``post_rr / pre_rr`` (> 1 after a premature beat with a
      compensatory pause; dimensionless);
    - ``local_rr_std_s``: population standard deviation (ddof 0) of the same intervals as
-     ``local_rr_s`` (s).
+     ``local_rr_s`` (s);
+   - ``pre_ratio_long``, ``post_ratio_long``, ``local_ratio_long``: ``pre_rr``, ``post_rr``
+     and ``local_rr`` divided by the mean of the last ``rr_long_beats`` (256, about 3 to 4
+     minutes) intervals ending at beat i (dimensionless). The patient's own long-run rate
+     is the yardstick that tells a premature atrial beat from a fast normal one across
+     patients: on the 22 non-paced records, LightGBM out-of-fold AUROC for S beats went
+     from 0.81 to 0.91 with them.
    They are defined for beats with a predecessor and a successor; the first and the last beat
    of a record get NaN rows. Window sums are exact int64 sums of integer intervals, so the
    batch cumulative sums and the stream's running sums cannot disagree.
-5. Latency on the edge: a beat's RR features are final only when the *next* R peak arrives
+5. Deviation from the patient's running template. The template is an exponential average,
+   weight ``template_alpha`` (1/32: it settles within about a hundred beats), of the shape
+   windows of the beats that have a predecessor, in stream order (the stream's first beat
+   never comes out of `BeatStream`, so it takes no part either). It starts as the first such
+   beat's window. A beat's deviation is its window minus the template *before* that beat
+   is added (the first beat's deviation is all zeros; the stream's very first beat gets
+   NaN). What makes a beat ventricular or aberrant is how it differs from this patient's
+   usual beat, not its absolute shape, which varies more between patients than between
+   classes (out-of-fold AUROC abnormal vs normal, LightGBM: 0.95 -> 0.98 with it). Both
+   paths run the same `TemplateTracker` arithmetic in the same order, so they agree bit for
+   bit.
+6. A feature row (`beat_features`, `Beat.features`) is the shape window (``n_points``),
+   the deviation (``n_points``), then the RR features: `BeatSpec.n_features` columns
+   (`BeatSpec.window_columns`, `deviation_columns`, `rr_columns`).
+7. Latency on the edge: a beat's RR features are final only when the *next* R peak arrives
    (``post_rr``), and its window when ``after_s`` of signal (plus one sample) has followed R.
    `BeatStream` emits beat i at whichever comes later: one beat (one RR interval) after R,
    or 0.4 s after R if the next beat comes sooner.
@@ -67,9 +87,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -87,13 +107,14 @@ __all__ = [
     "BeatSpec",
     "BeatStream",
     "RRFeatureStream",
+    "TemplateTracker",
     "aami_codes",
     "beat_features",
     "rr_features",
     "segment_beats",
 ]
 
-BEAT_SPEC_VERSION: Final = 1
+BEAT_SPEC_VERSION: Final = 2
 """Version of the rules in the module docstring."""
 
 MIN_FS_HZ: Final = 125.0
@@ -131,6 +152,9 @@ RR_FEATURE_NAMES: Final[tuple[str, ...]] = (
     "pre_ratio",
     "post_pre_ratio",
     "local_rr_std_s",
+    "pre_ratio_long",
+    "post_ratio_long",
+    "local_ratio_long",
 )
 """Columns of `rr_features` (definitions: rule 4 of the module docstring)."""
 
@@ -146,26 +170,80 @@ class BeatSpec:
     """What the beat pipeline computes (rules 1 to 4 of the module docstring).
 
     ``before_s`` / ``after_s``: window extent around R (s); ``n_points``: window length after
-    resampling; ``rr_window_beats``: intervals in the local RR mean and standard deviation.
+    resampling; ``rr_window_beats``: intervals in the local RR mean and standard deviation;
+    ``rr_long_beats``: intervals in the long-run mean (rule 4); ``template_alpha``: weight
+    of each new beat in the running template (rule 5).
     """
 
     before_s: float = 0.25
     after_s: float = 0.40
     n_points: int = 128
     rr_window_beats: int = 16
+    rr_long_beats: int = 256
+    template_alpha: float = 1 / 32
 
     def __post_init__(self) -> None:
         if not (self.before_s >= 0 and self.after_s > 0 and self.before_s + self.after_s > 0):
             raise ValueError("before_s must be >= 0 and after_s > 0")
         if self.n_points < 2:
             raise ValueError("n_points must be at least 2")
-        if self.rr_window_beats < 1:
-            raise ValueError("rr_window_beats must be at least 1")
+        if self.rr_window_beats < 1 or self.rr_long_beats < 1:
+            raise ValueError("rr_window_beats and rr_long_beats must be at least 1")
+        if not 0 < self.template_alpha <= 1:
+            raise ValueError("template_alpha must be in (0, 1]")
 
     @property
     def n_features(self) -> int:
-        """Length of a `beat_features` row: the window's points, then the RR features."""
-        return self.n_points + len(RR_FEATURE_NAMES)
+        """Length of a `beat_features` row: window, deviation, RR features (rule 6)."""
+        return 2 * self.n_points + len(RR_FEATURE_NAMES)
+
+    @property
+    def window_columns(self) -> slice:
+        """Columns of a feature row holding the shape window."""
+        return slice(0, self.n_points)
+
+    @property
+    def deviation_columns(self) -> slice:
+        """Columns holding the deviation from the running template."""
+        return slice(self.n_points, 2 * self.n_points)
+
+    @property
+    def rr_columns(self) -> slice:
+        """Columns holding the RR features, in `RR_FEATURE_NAMES` order."""
+        return slice(2 * self.n_points, self.n_features)
+
+    def to_dict(self) -> dict[str, float | int]:
+        """The spec with its version, for a bundle manifest (`from_dict` reads it back)."""
+        return {
+            "version": BEAT_SPEC_VERSION,
+            "before_s": self.before_s,
+            "after_s": self.after_s,
+            "n_points": self.n_points,
+            "rr_window_beats": self.rr_window_beats,
+            "rr_long_beats": self.rr_long_beats,
+            "template_alpha": self.template_alpha,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> BeatSpec:
+        """Spec from `to_dict` output; ValueError for another version or a missing key."""
+        version = raw.get("version")
+        if version != BEAT_SPEC_VERSION:
+            raise ValueError(
+                f"beat spec version {version!r} is not supported (this code reads "
+                f"{BEAT_SPEC_VERSION})"
+            )
+        try:
+            return cls(
+                before_s=float(raw["before_s"]),
+                after_s=float(raw["after_s"]),
+                n_points=int(raw["n_points"]),
+                rr_window_beats=int(raw["rr_window_beats"]),
+                rr_long_beats=int(raw["rr_long_beats"]),
+                template_alpha=float(raw["template_alpha"]),
+            )
+        except KeyError as exc:
+            raise ValueError(f"beat spec: {exc.args[0]} is missing") from None
 
     def relative_positions(self, fs: float) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
         """Window point positions relative to R: integer sample offsets and fractions in [0, 1).
@@ -240,25 +318,39 @@ def _normalise(raw: NDArray[np.float64]) -> NDArray[np.float64]:
 def _finish_rr(
     pre: NDArray[np.int64],
     post: NDArray[np.int64],
-    total: NDArray[np.int64],
-    total_sq: NDArray[np.int64],
-    count: NDArray[np.int64],
+    sums: NDArray[np.int64],
     *,
     fs: float,
 ) -> NDArray[np.float64]:
-    """RR feature rows from exact integer window sums; the one formula both paths apply."""
+    """RR feature rows from exact integer window sums; the one formula both paths apply.
+
+    ``sums`` columns: local sum, local sum of squares, local count, long sum, long count.
+    """
+    total, total_sq, count, long_total, long_count = (sums[..., k] for k in range(5))
     mean = total / count
+    long_mean = long_total / long_count
     var_num = np.maximum(count * total_sq - total * total, 0)
     std = np.sqrt(var_num.astype(np.float64)) / count
     return np.stack(
-        [pre / fs, post / fs, mean / fs, pre / mean, post / pre, std / fs], axis=-1
+        [
+            pre / fs,
+            post / fs,
+            mean / fs,
+            pre / mean,
+            post / pre,
+            std / fs,
+            pre / long_mean,
+            post / long_mean,
+            mean / long_mean,
+        ],
+        axis=-1,
     ).astype(np.float64)
 
 
 def rr_features(
     r_samples: ArrayLike, fs: float, spec: BeatSpec = DEFAULT_SPEC
 ) -> NDArray[np.float64]:
-    """RR features (n_beats, 6) in `RR_FEATURE_NAMES` order; first and last rows NaN (rule 4)."""
+    """RR features (n_beats, 9) in `RR_FEATURE_NAMES` order; first and last rows NaN (rule 4)."""
     if not (math.isfinite(fs) and fs > 0):
         raise ValueError(f"sampling rate must be positive, got {fs}")
     r = _as_r_samples(r_samples)
@@ -271,24 +363,57 @@ def rr_features(
     c1 = np.concatenate([[0], np.cumsum(d * d)])
     i = np.arange(1, n - 1)
     count = np.minimum(i, spec.rr_window_beats)
-    out[1:-1] = _finish_rr(
-        d[i - 1], d[i], c0[i] - c0[i - count], c1[i] - c1[i - count], count, fs=fs
+    long_count = np.minimum(i, spec.rr_long_beats)
+    sums = np.stack(
+        [c0[i] - c0[i - count], c1[i] - c1[i - count], count, c0[i] - c0[i - long_count], long_count],
+        axis=-1,
     )
+    out[1:-1] = _finish_rr(d[i - 1], d[i], sums, fs=fs)
     return out
+
+
+class TemplateTracker:
+    """The patient's running beat template and each beat's deviation from it (rule 5).
+
+    `deviation` takes beats' shape windows one at a time, in stream order; batch and stream
+    both call it, so the floating-point operations and their order are the same.
+    """
+
+    def __init__(self, n_points: int, alpha: float) -> None:
+        self.alpha = float(alpha)
+        self._template = np.zeros(n_points, dtype=np.float64)
+        self._dev = np.zeros(n_points, dtype=np.float64)
+        self._started = False
+
+    def deviation(self, window: NDArray[np.float64]) -> NDArray[np.float64]:
+        """``window`` minus the template so far, then the template takes the window in.
+
+        Returns a view of an internal buffer, valid until the next call (copy to keep it).
+        """
+        if not self._started:
+            self._template[:] = window
+            self._started = True
+        np.subtract(window, self._template, out=self._dev)
+        self._template += self.alpha * self._dev
+        return self._dev
 
 
 def beat_features(
     signal: ArrayLike, r_samples: ArrayLike, fs: float, spec: BeatSpec = DEFAULT_SPEC
 ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
-    """Shape window then RR features per beat (n_beats, `BeatSpec.n_features`) and a mask.
+    """Feature rows per beat (n_beats, `BeatSpec.n_features`, rule 6) and a usability mask.
 
     The mask is True where the row is usable: the window is complete and the RR features are
     defined (every beat but the first and the last of the record).
     """
     windows, complete = segment_beats(signal, r_samples, fs, spec)
     rr = rr_features(r_samples, fs, spec)
+    deviations = np.full_like(windows, np.nan)
+    tracker = TemplateTracker(spec.n_points, spec.template_alpha)
+    for i in range(1, windows.shape[0]):
+        deviations[i] = tracker.deviation(windows[i])
     usable = complete & np.all(np.isfinite(rr), axis=1)
-    return np.concatenate([windows, rr], axis=1), usable
+    return np.concatenate([windows, deviations, rr], axis=1), usable
 
 
 class RRFeatureStream:
@@ -306,10 +431,12 @@ class RRFeatureStream:
         self.spec = spec
         self._last_r: int | None = None
         self._window: deque[int] = deque(maxlen=spec.rr_window_beats)
+        self._long: deque[int] = deque(maxlen=spec.rr_long_beats)
         self._sum = 0
         self._sum_sq = 0
-        # The previous beat, waiting for its post interval: (R, pre, sum, sum_sq, count).
-        self._pending: tuple[int, int, int, int, int] | None = None
+        self._long_sum = 0
+        # The previous beat, waiting for its post interval: R, pre, then `_finish_rr`'s sums.
+        self._pending: tuple[int, int, NDArray[np.int64]] | None = None
 
     def push(self, r_sample: int) -> tuple[int, NDArray[np.float64]] | None:
         """Register the next R peak; the previous beat's features if it had a predecessor."""
@@ -322,24 +449,25 @@ class RRFeatureStream:
             raise ValueError("R peaks must be strictly increasing")
         done = None
         if self._pending is not None:
-            r_prev, pre, total, total_sq, count = self._pending
-            row = _finish_rr(
-                np.array([pre]),
-                np.array([d]),
-                np.array([total]),
-                np.array([total_sq]),
-                np.array([count]),
-                fs=self.fs,
-            )
+            r_prev, pre, sums = self._pending
+            row = _finish_rr(np.array([pre]), np.array([d]), sums[None, :], fs=self.fs)
             done = (r_prev, row[0])
         if len(self._window) == self._window.maxlen:
             leaving = self._window[0]
             self._sum -= leaving
             self._sum_sq -= leaving * leaving
+        if len(self._long) == self._long.maxlen:
+            self._long_sum -= self._long[0]
         self._window.append(d)
+        self._long.append(d)
         self._sum += d
         self._sum_sq += d * d
-        self._pending = (r, d, self._sum, self._sum_sq, len(self._window))
+        self._long_sum += d
+        sums = np.array(
+            [self._sum, self._sum_sq, len(self._window), self._long_sum, len(self._long)],
+            dtype=np.int64,
+        )
+        self._pending = (r, d, sums)
         self._last_r = r
         return done
 
@@ -359,7 +487,7 @@ class BeatStream:
     Feed every signal sample exactly once, in order, with `push`; pass each R peak once it
     has been detected (its sample must already have been pushed or be in the same chunk).
     A beat comes out when both its next R peak is known and ``after_s`` of signal has
-    followed it (rule 5). Only the samples still needed are kept. Rows equal `beat_features`
+    followed it (rule 7). Only the samples still needed are kept. Rows equal `beat_features`
     rows of the same beats; the first beat of the stream is never emitted (no previous RR).
     """
 
@@ -368,6 +496,7 @@ class BeatStream:
         self.fs = float(fs)
         self.spec = spec
         self._rr = RRFeatureStream(fs, spec)
+        self._template = TemplateTracker(spec.n_points, spec.template_alpha)
         whole, _ = spec.relative_positions(fs)
         self._first_offset = int(whole[0])
         self._need_after = spec.after_samples(fs)
@@ -400,7 +529,8 @@ class BeatStream:
             window, complete = segment_beats(
                 self._buf, np.array([r]), self.fs, self.spec, offset=self._start
             )
-            out.append(Beat(r, np.concatenate([window[0], rr]), bool(complete[0])))
+            deviation = self._template.deviation(window[0])
+            out.append(Beat(r, np.concatenate([window[0], deviation, rr]), bool(complete[0])))
         self._trim()
         return out
 

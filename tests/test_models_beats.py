@@ -120,7 +120,7 @@ def test_rr_features_of_a_regular_rhythm_with_one_premature_beat() -> None:
     assert np.all(np.isfinite(f[1:-1]))
     col = {name: f[:, i] for i, name in enumerate(RR_FEATURE_NAMES)}
     # A regular beat with a full window: everything is the steady rhythm.
-    np.testing.assert_allclose(f[18], [0.8, 0.8, 0.8, 1.0, 1.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(f[18], [0.8, 0.8, 0.8, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0], atol=1e-12)
     # The premature beat.
     window = np.array([0.8] * 15 + [0.5])
     assert col["pre_rr_s"][20] == pytest.approx(0.5)
@@ -129,6 +129,11 @@ def test_rr_features_of_a_regular_rhythm_with_one_premature_beat() -> None:
     assert col["pre_ratio"][20] == pytest.approx(0.5 / window.mean())
     assert col["post_pre_ratio"][20] == pytest.approx(2.2)
     assert col["local_rr_std_s"][20] == pytest.approx(window.std())
+    # The long-run mean holds all 20 intervals so far (fewer than rr_long_beats).
+    long_mean = np.array([0.8] * 19 + [0.5]).mean()
+    assert col["pre_ratio_long"][20] == pytest.approx(0.5 / long_mean)
+    assert col["post_ratio_long"][20] == pytest.approx(1.1 / long_mean)
+    assert col["local_ratio_long"][20] == pytest.approx(window.mean() / long_mean)
     # The beat after it: long pre interval, back to normal after.
     window_next = np.array([0.8] * 14 + [0.5, 1.1])
     assert col["pre_ratio"][21] == pytest.approx(1.1 / window_next.mean())
@@ -205,3 +210,56 @@ def test_a_beat_comes_out_one_beat_later_and_only_with_its_whole_window() -> Non
     assert beat.complete
     batch, _ = beat_features(x[:1346], [1000, 1200, 1300, 1345], fs)
     assert np.array_equal(beat.features, batch[1])
+
+
+def test_long_rr_mean_covers_rr_long_beats_intervals() -> None:
+    spec = BeatSpec(rr_window_beats=4, rr_long_beats=10)
+    rr = np.concatenate([np.full(20, 100), np.full(20, 200)])
+    r = np.concatenate([[0], np.cumsum(rr)])
+    f = rr_features(r, 100.0, spec)
+    col = {name: f[:, i] for i, name in enumerate(RR_FEATURE_NAMES)}
+    # Beat 25: the last 10 intervals are 5 x 100 then 5 x 200 samples; the last 4 are 200.
+    assert col["pre_ratio_long"][25] == pytest.approx(200 / 150)
+    assert col["local_ratio_long"][25] == pytest.approx(200 / 150)
+    assert col["pre_ratio_long"][35] == pytest.approx(1.0)
+
+
+def test_deviation_is_the_window_minus_the_running_template() -> None:
+    fs = 360.0
+    x, r = _random_beats(7, fs, 30.0)
+    spec = BeatSpec(template_alpha=0.25)
+    rows, _ = beat_features(x, r, fs, spec)
+    win, dev = rows[:, spec.window_columns], rows[:, spec.deviation_columns]
+    assert np.all(np.isnan(dev[0]))  # the stream's first beat takes no part (rule 5)
+    assert np.all(dev[1] == 0.0)  # the template starts as beat 1's window
+    template = win[1].copy()
+    for i in range(2, len(rows)):
+        template += 0.25 * (win[i - 1] - template)
+        np.testing.assert_allclose(dev[i], win[i] - template, atol=1e-12)
+    assert rows.shape[1] == spec.n_features == 2 * spec.n_points + len(RR_FEATURE_NAMES)
+    np.testing.assert_array_equal(rows[:, spec.rr_columns], rr_features(r, fs, spec))
+
+
+def test_a_ventricular_looking_beat_stands_out_from_the_template() -> None:
+    fs = 360.0
+    t = np.arange(int(20 * fs)) / fs
+    r_times = np.arange(0.5, 19.5, 0.8)
+    x = ecg_like(t, r_times)
+    odd = 15  # one wide, inverted beat
+    near = np.abs(t - r_times[odd]) < 0.2
+    x[near] = -0.8 * np.exp(-0.5 * ((t[near] - r_times[odd]) / 0.05) ** 2)
+    rows, _ = beat_features(x, np.round(r_times * fs).astype(np.int64), fs)
+    rms = np.sqrt(np.mean(rows[2:, SPEC.deviation_columns] ** 2, axis=1))
+    assert np.argmax(rms) == odd - 2
+    assert rms[odd - 2] > 1.0 > 0.01 > np.median(rms)
+
+
+def test_spec_round_trips_and_refuses_another_version() -> None:
+    spec = BeatSpec(rr_long_beats=100, template_alpha=0.1)
+    assert BeatSpec.from_dict(spec.to_dict()) == spec
+    with pytest.raises(ValueError, match="version"):
+        BeatSpec.from_dict({**spec.to_dict(), "version": 1})
+    with pytest.raises(ValueError, match="template_alpha"):
+        BeatSpec.from_dict({k: v for k, v in spec.to_dict().items() if k != "template_alpha"})
+    with pytest.raises(ValueError, match="template_alpha"):
+        BeatSpec(template_alpha=0.0)

@@ -24,6 +24,7 @@ pytest.importorskip("tensorflow", reason="tensorflow-cpu is in vigil[train]")
 from models.tflite import load_interpreter
 from training.beat_model import (
     CLASS_NAMES,
+    N_INPUT,
     N_POINTS,
     N_RR,
     RR_CLIP,
@@ -88,9 +89,9 @@ def test_class_weights_balance_present_classes() -> None:
     assert soft[2] == pytest.approx(w[2] ** 0.5)
 
 
-def test_augmented_batches_perturb_windows_only() -> None:
+def test_augmented_batches_perturb_windows_and_move_deviations_with_them() -> None:
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(300, N_POINTS + N_RR)).astype(np.float32)
+    x = rng.normal(size=(300, N_INPUT)).astype(np.float32)
     y = rng.integers(0, len(CLASS_NAMES), size=300)
     w = np.ones(300, dtype=np.float32)
     data = _AugmentedBeats(x, y, w, batch_size=128, strength=0.1, seed=0)
@@ -98,19 +99,26 @@ def test_augmented_batches_perturb_windows_only() -> None:
     seen = []
     for i in range(len(data)):
         xb, yb, wb = data[i]
-        assert xb.shape[1] == N_POINTS + N_RR
+        assert xb.shape[1] == N_INPUT
         assert len(xb) == len(yb) == len(wb)
         rows = data.order[i * 128 : (i + 1) * 128]
-        np.testing.assert_array_equal(xb[:, N_POINTS:], x[rows, N_POINTS:])
+        rr = slice(2 * N_POINTS, N_INPUT)
+        np.testing.assert_array_equal(xb[:, rr], x[rows, rr])
         np.testing.assert_array_equal(yb, y[rows])
         assert not np.allclose(xb[:, :N_POINTS], x[rows, :N_POINTS])
+        # The template is the patient's: window change == deviation change.
+        np.testing.assert_allclose(
+            xb[:, N_POINTS : 2 * N_POINTS] - x[rows, N_POINTS : 2 * N_POINTS],
+            xb[:, :N_POINTS] - x[rows, :N_POINTS],
+            atol=1e-5,
+        )
         seen.append(rows)
     assert sorted(np.concatenate(seen).tolist()) == list(range(300))
 
 
 def test_scaler_standardises_and_clips_rr_only() -> None:
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(200, N_POINTS + N_RR))
+    x = rng.normal(size=(200, N_INPUT))
     scaler = BeatInputScaler.fit(x)
     x[0, -1] = 1e6
     z = scaler(x)
@@ -138,7 +146,7 @@ def test_int8_matches_float_through_device_adapter(
     path = tmp_path / "beat.tflite"
     path.write_bytes(int8_bytes)
     runner = load_interpreter(path)
-    assert runner.input_shape == (1, N_POINTS + N_RR)
+    assert runner.input_shape == (1, N_INPUT)
     assert runner.output_shape == (1, len(CLASS_NAMES))
 
     x = _probe(beats)

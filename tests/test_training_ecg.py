@@ -31,7 +31,7 @@ from training.ecg_data import (
 )
 
 SPEC = BeatSpec()
-PRE_RATIO = SPEC.n_points + RR_FEATURE_NAMES.index("pre_ratio")
+PRE_RATIO = SPEC.rr_columns.start + RR_FEATURE_NAMES.index("pre_ratio")
 
 
 def test_record_208_loads_with_its_v_and_f_beats() -> None:
@@ -49,10 +49,14 @@ def test_record_208_loads_with_its_v_and_f_beats() -> None:
     # PVCs come early: their RR ratio is well below the normal beats'.
     assert np.median(rec.features[v, PRE_RATIO]) < 0.85 * np.median(rec.features[n, PRE_RATIO])
     # and their shape differs from the record's normal beats.
-    shape = slice(0, SPEC.n_points)
+    shape = SPEC.window_columns
     mean_n = rec.features[n, shape].mean(axis=0)
     mean_v = rec.features[v, shape].mean(axis=0)
     assert np.corrcoef(mean_n, mean_v)[0, 1] < 0.8
+    # and from the patient's running template, more than the normal beats do (not by far
+    # here: 38 % of 208's beats are V, so the template is a mix of both shapes).
+    dev_rms = np.sqrt(np.mean(rec.features[:, SPEC.deviation_columns] ** 2, axis=1))
+    assert np.median(dev_rms[v]) > 1.2 * np.median(dev_rms[n])
 
 
 @pytest.mark.parametrize(("record", "lead"), [("114", "MLII"), ("102", "V5"), ("119", "MLII")])
@@ -162,7 +166,7 @@ def test_evaluate_folds_on_separable_synthetic_beats() -> None:
         cls = rng.choice([0, 1, 2], size=300, p=[0.8, 0.1, 0.1])
         x = rng.normal(size=(300, SPEC.n_features))
         x[:, :32] += 2.0 * (cls == 2)[:, None]  # V: shape differs
-        x[:, SPEC.n_points] -= 4.0 * (cls == 1)  # S: early
+        x[:, SPEC.rr_columns.start] -= 4.0 * (cls == 1)  # S: early
         rows.append(x)
         labels.append(cls)
         recs.append(np.full(300, f"r{rec}"))

@@ -1,6 +1,7 @@
 """Supervised beat classifier (issue 8): a small 1-D CNN on the beat window plus RR features.
 
-Input: one `models.beats` feature row (128-point shape window, then the 6 RR features). Output:
+Input: one `models.beats` feature row (128-point shape window, its 128-point deviation from
+the patient's running template, then the 9 RR features). Output:
 softmax over the AAMI classes N, S, V, F, in that order (their codes 0 to 3, `TRAIN_CLASSES`;
 Q is left out: too few beats). Scores as in `training.beat_eval`: abnormal = 1 - P(N),
 V = P(V), S = P(S); decision = the most probable class.
@@ -8,10 +9,10 @@ V = P(V), S = P(S); decision = the most probable class.
 Choices, and why:
 
 - **One packed input.** The device adapter (`models.tflite`) runs single-input models only,
-  so the window and the RR features travel as one (134,) vector: the network splits it with
-  two ``Cropping1D`` layers (builtin STRIDED_SLICE), runs the conv stack on the window and
-  concatenates the RR features after it, so the RR features are a second input in all but
-  the tensor count.
+  so the window, the deviation and the RR features travel as one (265,) vector: the network
+  splits it with ``Cropping1D`` layers (builtin STRIDED_SLICE), stacks window and deviation
+  as two channels of one conv stack and concatenates the RR features after it, so the RR
+  features are a second input in all but the tensor count.
 - **RR features are standardised and clipped** (training-beat mean and std, then to
   +-`RR_CLIP`) before packing: a full-int8 model has one (scale, zero point) for the whole
   input tensor, so the RR columns must live on the same scale as the unit-RMS window (raw
@@ -25,11 +26,12 @@ Choices, and why:
   stop.
 - **Augmented training windows** (`AUGMENT`): each batch's windows get a fresh random
   amplitude scale, baseline shift, white noise and shift by up to 2 samples, so the network
-  does not learn one patient's exact morphology; RR columns and validation beats untouched.
+  does not learn one patient's exact morphology; the deviation moves with its window (the
+  template is the patient's, not the beat's); RR columns and validation beats untouched.
   The loss weights then travel as per-beat sample weights. Tried and not kept (pooled
-  out-of-fold): square-root class weights (``weight_power=0.5``: AUROC 0.925 -> 0.910);
-  batch normalisation after the convs (``batch_norm=True``: 0.928 alone, within noise;
-  0.882 together with the augmentation).
+  out-of-fold, beat spec 1): square-root class weights (``weight_power=0.5``: AUROC 0.925
+  -> 0.910); batch normalisation after the convs (0.928 alone, within noise; 0.882
+  together with the augmentation).
 - **Deterministic**: `keras.utils.set_random_seed` and op determinism before building.
 """
 
@@ -46,7 +48,7 @@ import numpy as np
 from keras import layers
 from numpy.typing import NDArray
 
-from models.beats import AAMI_CLASSES, RR_FEATURE_NAMES
+from models.beats import AAMI_CLASSES, DEFAULT_SPEC, RR_FEATURE_NAMES
 from models.tflite import TFLiteModel, load_interpreter
 from training.ecg_data import BeatDataset
 from training.nets import inference_copy
@@ -72,7 +74,8 @@ CLASS_NAMES: Final = ("N", "S", "V", "F")
 """Output columns, in order; column k is AAMI code k (`models.beats.AAMI_CLASSES`)."""
 assert AAMI_CLASSES[: len(CLASS_NAMES)] == CLASS_NAMES
 N_RR: Final = len(RR_FEATURE_NAMES)
-N_POINTS: Final = 128
+N_POINTS: Final = DEFAULT_SPEC.n_points
+N_INPUT: Final = DEFAULT_SPEC.n_features
 RR_CLIP: Final = 5.0
 """Standardised RR features are clipped to +-5 std: one outlier interval (a missed beat, a
 pause) must not widen the int8 input range for every other beat."""
@@ -98,7 +101,7 @@ class BeatInputScaler:
         return cls(rr.mean(axis=0), np.where(std > 0, std, 1.0))
 
     def __call__(self, features: NDArray[np.floating[Any]]) -> NDArray[np.float32]:
-        """(n, 134) float32 network inputs."""
+        """(n, `N_INPUT`) float32 network inputs."""
         out = np.array(features, dtype=np.float32)
         z = (out[:, -N_RR:] - self.rr_mean) / self.rr_std
         out[:, -N_RR:] = np.clip(z, -RR_CLIP, RR_CLIP)
@@ -113,31 +116,26 @@ def build_model(
     kernel_size: int = 7,
     dense: int = 32,
     dropout: float = 0.2,
-    batch_norm: bool = False,
     batch_size: int | None = None,
 ) -> keras.Model:
-    """(batch, n_points + n_rr) -> (batch, 4) softmax over N, S, V, F.
+    """(batch, 2 n_points + n_rr) -> (batch, 4) softmax over N, S, V, F.
 
-    Window branch: per filter count, Conv1D (same padding, ReLU) then MaxPool 2, flattened
-    (positions matter for a beat aligned on R, so no global pooling). The RR features join
-    after the conv stack; one ReLU dense layer and dropout precede the softmax.
+    Shape branch: window and deviation as two channels; per filter count, Conv1D (same
+    padding, ReLU) then MaxPool 2, flattened (positions matter for a beat aligned on R, so
+    no global pooling). The RR features join after the conv stack; one ReLU dense layer and
+    dropout precede the softmax.
     """
     if n_points < 2 ** len(filters) or n_rr < 1 or not filters:
         raise ValueError("n_points must allow one halving per conv layer; n_rr >= 1")
-    inputs = keras.Input((n_points + n_rr,), batch_size=batch_size, name="beat")
-    x = layers.Reshape((n_points + n_rr, 1), name="as_sequence")(inputs)
-    window = layers.Cropping1D((0, n_rr), name="window")(x)
-    rr = layers.Flatten(name="rr")(layers.Cropping1D((n_points, 0), name="rr_slice")(x))
-    h = window
+    total = 2 * n_points + n_rr
+    inputs = keras.Input((total,), batch_size=batch_size, name="beat")
+    x = layers.Reshape((total, 1), name="as_sequence")(inputs)
+    window = layers.Cropping1D((0, n_points + n_rr), name="window")(x)
+    deviation = layers.Cropping1D((n_points, n_rr), name="deviation")(x)
+    rr = layers.Flatten(name="rr")(layers.Cropping1D((2 * n_points, 0), name="rr_slice")(x))
+    h = layers.Concatenate(axis=-1, name="channels")([window, deviation])
     for i, f in enumerate(filters):
-        if batch_norm:
-            h = layers.Conv1D(f, kernel_size, padding="same", use_bias=False, name=f"conv_{i}")(h)
-            h = layers.BatchNormalization(name=f"bn_{i}")(h)
-            h = layers.ReLU(name=f"relu_{i}")(h)
-        else:
-            h = layers.Conv1D(
-                f, kernel_size, padding="same", activation="relu", name=f"conv_{i}"
-            )(h)
+        h = layers.Conv1D(f, kernel_size, padding="same", activation="relu", name=f"conv_{i}")(h)
         h = layers.MaxPooling1D(2, name=f"pool_{i}")(h)
     h = layers.Flatten(name="shape_features")(h)
     h = layers.Concatenate(name="with_rr")([h, rr])
@@ -277,12 +275,13 @@ class _AugmentedBeats(keras.utils.PyDataset):  # type: ignore[misc]
         idx = self.order[i * self.batch_size : (i + 1) * self.batch_size]
         x = self.x[idx].copy()
         n, s, rng = len(idx), self.strength, self.rng
-        win: NDArray[Any] = x[:, :N_POINTS]
+        before: NDArray[Any] = x[:, :N_POINTS]
         shift = rng.integers(-2, 3, size=n)
         cols = np.clip(np.arange(N_POINTS)[None, :] - shift[:, None], 0, N_POINTS - 1)
-        win = np.take_along_axis(win, cols, axis=1)
+        win = np.take_along_axis(before, cols, axis=1)
         win = win * (1 + rng.uniform(-s, s, (n, 1))) + rng.normal(0, s / 2, (n, 1))
         win = win + rng.normal(0, s / 4, win.shape)
+        x[:, N_POINTS : 2 * N_POINTS] += win - before
         x[:, :N_POINTS] = win
         return x, self.y[idx], self.w[idx]
 
