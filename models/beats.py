@@ -365,7 +365,13 @@ def rr_features(
     count = np.minimum(i, spec.rr_window_beats)
     long_count = np.minimum(i, spec.rr_long_beats)
     sums = np.stack(
-        [c0[i] - c0[i - count], c1[i] - c1[i - count], count, c0[i] - c0[i - long_count], long_count],
+        [
+            c0[i] - c0[i - count],
+            c1[i] - c1[i - count],
+            count,
+            c0[i] - c0[i - long_count],
+            long_count,
+        ],
         axis=-1,
     )
     out[1:-1] = _finish_rr(d[i - 1], d[i], sums, fs=fs)

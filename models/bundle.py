@@ -31,6 +31,8 @@ from typing import Any, Final, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from models.beat_classifier import COMPONENT as BEAT_COMPONENT
+from models.beat_classifier import RowModel
 from models.dbscan import DbscanScorer
 from models.iforest import IsolationForestScorer
 from models.logistic import LogisticScorer
@@ -96,6 +98,7 @@ register_loader("tflite", _TFLiteComponent)
 register_loader("iforest", IsolationForestScorer.load)
 register_loader("dbscan", DbscanScorer.load)
 register_loader("logistic", LogisticScorer.load)
+register_loader(BEAT_COMPONENT, RowModel)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from _data import shared_data_dir
 pytest.importorskip("ai_edge_litert.interpreter", reason="ai-edge-litert is in vigil[edge]")
 pytest.importorskip("tensorflow", reason="tensorflow-cpu is in vigil[train]")
 
+from models.beat_classifier import RowModel
 from models.tflite import load_interpreter
 from training.beat_model import (
     CLASS_NAMES,
@@ -150,7 +151,7 @@ def test_int8_matches_float_through_device_adapter(
     assert runner.output_shape == (1, len(CLASS_NAMES))
 
     x = _probe(beats)
-    q = predict_tflite(runner, trained.scaler, x)
+    q = predict_tflite(RowModel(path), trained.scaler, x)
     p = predict_float(trained, x)
     assert q.shape == p.shape == (len(x), len(CLASS_NAMES))
     quantum = 1.0 / 256

@@ -48,8 +48,8 @@ import numpy as np
 from keras import layers
 from numpy.typing import NDArray
 
+from models.beat_classifier import BeatInput, RowModel
 from models.beats import AAMI_CLASSES, DEFAULT_SPEC, RR_FEATURE_NAMES
-from models.tflite import TFLiteModel, load_interpreter
 from training.ecg_data import BeatDataset
 from training.nets import inference_copy
 from training.quantize import to_tflite_int8
@@ -86,26 +86,15 @@ abnormal 0.925 -> 0.940, V +P 32 % -> 49 %, S Se at +P 50 % 0 -> 24 % (5 folds, 
 PREDICT_BATCH: Final = 2048
 
 
-@dataclass(frozen=True)
 class BeatInputScaler:
-    """Feature row -> network input: window as is, RR columns standardised and clipped."""
+    """Fits the device's input scaling (`models.beat_classifier.BeatInput`) on training beats."""
 
-    rr_mean: NDArray[np.float64]
-    rr_std: NDArray[np.float64]
-
-    @classmethod
-    def fit(cls, features: NDArray[np.floating[Any]]) -> BeatInputScaler:
-        """Mean and std of the RR columns of training beats (std 0 -> 1)."""
+    @staticmethod
+    def fit(features: NDArray[np.floating[Any]]) -> BeatInput:
+        """Mean and std of the RR columns of training beats (std 0 -> 1), clip `RR_CLIP`."""
         rr = np.asarray(features[:, -N_RR:], dtype=np.float64)
         std = rr.std(axis=0)
-        return cls(rr.mean(axis=0), np.where(std > 0, std, 1.0))
-
-    def __call__(self, features: NDArray[np.floating[Any]]) -> NDArray[np.float32]:
-        """(n, `N_INPUT`) float32 network inputs."""
-        out = np.array(features, dtype=np.float32)
-        z = (out[:, -N_RR:] - self.rr_mean) / self.rr_std
-        out[:, -N_RR:] = np.clip(z, -RR_CLIP, RR_CLIP)
-        return out
+        return BeatInput(rr.mean(axis=0), np.where(std > 0, std, 1.0), RR_CLIP)
 
 
 def build_model(
@@ -175,7 +164,7 @@ class TrainedBeatModel:
     """A fitted network with its input scaler and what training did."""
 
     model: keras.Model
-    scaler: BeatInputScaler
+    scaler: BeatInput
     val_records: list[str]
     epochs_run: int
     best_val_loss: float
@@ -302,20 +291,17 @@ def to_int8_model(
 
 
 def predict_tflite(
-    tflite: bytes | TFLiteModel,
-    scaler: BeatInputScaler,
+    tflite: bytes | RowModel,
+    scaler: BeatInput,
     features: NDArray[np.floating[Any]],
 ) -> NDArray[np.float64]:
-    """(n, 4) probabilities through the device adapter, one beat per call as on the device."""
+    """(n, 4) probabilities through the device's beat model loader (`RowModel`: one beat per
+    call, as on the device)."""
     if isinstance(tflite, bytes):
         with tempfile.TemporaryDirectory(prefix="vigil-beat-") as tmp:
             path = Path(tmp) / "beat_cnn.tflite"
             path.write_bytes(tflite)
-            runner = load_interpreter(path)
+            runner = RowModel(path)
     else:
         runner = tflite
-    x = scaler(features)
-    out = np.empty((len(x), len(CLASS_NAMES)), dtype=np.float64)
-    for i in range(len(x)):
-        out[i] = runner.predict_into(x[i : i + 1])[0]
-    return out
+    return runner.score(scaler(features)).astype(np.float64)

@@ -29,7 +29,7 @@ from models.bundle import (
     sha256_file,
 )
 
-__all__ = ["ComponentFile", "Golden", "write_bundle"]
+__all__ = ["ComponentFile", "Golden", "build_time", "write_bundle"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +50,12 @@ class Golden:
     atol: float
 
 
+def build_time() -> datetime:
+    """Now, or ``SOURCE_DATE_EPOCH`` when set (reproducible builds: `make bundle`)."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    return datetime.fromtimestamp(int(epoch), UTC) if epoch else datetime.now(UTC)
+
+
 def write_bundle(
     dest: str | Path,
     *,
@@ -65,7 +71,8 @@ def write_bundle(
     extra: Mapping[str, Any] | None = None,
     created: datetime | None = None,
 ) -> Path:
-    """Write a complete bundle directory at ``dest`` (which must not exist yet)."""
+    """Write a complete bundle directory at ``dest`` (which must not exist yet); ``created``
+    defaults to `build_time`."""
     target = Path(dest)
     if target.exists():
         raise FileExistsError(f"{target} exists; a bundle is never written over another")
@@ -88,7 +95,7 @@ def write_bundle(
         manifest: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "bundle_version": bundle_version,
-            "created": (created or datetime.now(UTC)).isoformat(timespec="seconds"),
+            "created": (created or build_time()).isoformat(timespec="seconds"),
             "files": files,
             "components": {n: {"kind": c.kind, "file": c.name} for n, c in components.items()},
             "golden": {n: {"atol": g.atol} for n, g in golden.items()},

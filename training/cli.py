@@ -10,6 +10,8 @@
     vigil-train keygen NAME [--force]
     vigil-train sign BUNDLE --key NAME.key
     vigil-train flash BUNDLE --broker HOST[:PORT] (--device ID [--device ID ...] | --all) ...
+    vigil-train ecg fit --data DIR --bundle SRC --out DEST ...   (training/ecg_cli.py)
+    vigil-train ecg evaluate --data DIR [--folds K] [--out report.json]
 
 `fit` and `calibrate` calibrate on the real numerics found in ``--data`` (MIMIC-III numerics,
 BIDMC Numerics), or on the shipped 2 h MIMIC-III excerpt when it is not given.
@@ -99,6 +101,8 @@ def _parser() -> argparse.ArgumentParser:
     sign_p.add_argument("--key", required=True, help="private key file (NAME.key)")
     sub.add_parser("flash", add_help=False,
                    help="send a signed bundle to devices over MQTT (vigil-train flash --help)")
+    sub.add_parser("ecg", add_help=False,
+                   help="beat model: fit into a bundle, evaluate (vigil-train ecg --help)")
     return ap
 
 
@@ -244,6 +248,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one return pe
         from training.flash import flash_main  # noqa: PLC0415 - paho only when flashing
 
         return flash_main(given[1:])
+    if given[:1] == ["ecg"]:  # the beat model (training/ecg_cli.py)
+        from training.ecg_cli import ecg_main  # noqa: PLC0415 - TensorFlow only when used
+
+        return ecg_main(given[1:])
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,

@@ -67,11 +67,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -733,11 +731,6 @@ def _ensemble_metrics(
 # --------------------------------------------------------------------------------------- fit
 
 
-def _created() -> datetime:
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    return datetime.fromtimestamp(int(epoch), UTC) if epoch else datetime.now(UTC)
-
-
 def _bundle_version(cfg: FitConfig, art: _Artifacts) -> str:
     digest = hashlib.sha256()
     for name in sorted(art.components):
@@ -829,7 +822,6 @@ def fit(
                 "vitals_mean": [float(v) for v in mean],
                 "vitals_scale": [float(v) for v in scale],
             }},
-            created=_created(),
         )
     _log.info("bundle written: %s", written)
     return written

@@ -1,0 +1,219 @@
+"""Fitting the beat model for the device and adding it to a model bundle (issue 8).
+
+`fit_beat_model` trains `training.beat_model` on the labelled beats of the records given (the
+non-paced MIT-BIH records: DS1 on a full database), converts it to full int8 and tunes the
+decision thresholds ``beat.v`` and ``beat.s`` (`models.beat_classifier`) on the *validation
+records* the training held out for early stopping: beats of patients the fitted weights never
+saw, from int8 probabilities through the device's loader. `add_beat_model` writes a new bundle:
+every file, threshold and golden vector of an existing (verified) bundle, plus the beat model
+with its golden vectors, ``extra.beats`` and ``requires.beat_spec_version``.
+
+Threshold choice: for V and for S separately, the value on a 0.05 grid (0.05 to 0.95) that
+maximises F1 of "P(class) >= t" on the validation beats; F1 weighs sensitivity and positive
+predictivity equally, as the AAMI Se / +P pair does. A class absent from the validation
+records keeps 0.5.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+from models.beat_classifier import CLASS_NAMES, COMPONENT, BeatInput, RowModel
+from models.beats import AAMI_CLASSES, BEAT_SPEC_VERSION, DEFAULT_SPEC
+from models.bundle import GOLDEN_FILE, MANIFEST_FILE, load_bundle
+from training.beat_eval import FoldScores
+from training.beat_eval import metrics as beat_metrics
+from training.beat_model import TrainedBeatModel, predict_tflite, to_int8_model, train_fold
+from training.bundle import ComponentFile, Golden, write_bundle
+from training.ecg_data import BeatDataset, RecordBeats
+
+__all__ = [
+    "GOLDEN_ATOL",
+    "GOLDEN_PER_CLASS",
+    "BeatModelArtifacts",
+    "add_beat_model",
+    "fit_beat_model",
+    "tune_threshold",
+]
+
+_log = logging.getLogger(__name__)
+
+GOLDEN_PER_CLASS: Final = 8
+"""Golden beats per AAMI class (N, S, V, F), from the validation records."""
+GOLDEN_ATOL: Final = 2.0 / 256
+"""Two output quanta of the int8 softmax: another CPU's int8 kernels may round one step apart."""
+REPRESENTATIVE: Final = 2000
+"""Training beats that calibrate the int8 ranges."""
+_GRID: Final = np.round(np.arange(0.05, 0.951, 0.05), 2)
+
+
+@dataclass
+class BeatModelArtifacts:
+    """What the bundle gets: int8 network, input scaling, thresholds, golden rows, figures."""
+
+    tflite: bytes
+    scaling: BeatInput
+    thresholds: dict[str, float]
+    golden_input: NDArray[np.float32]
+    golden_output: NDArray[np.float32]
+    metrics: dict[str, Any]
+    trained: TrainedBeatModel
+    training_data: dict[str, Any] = field(default_factory=dict)
+
+    def runner(self, directory: Path) -> RowModel:
+        """The int8 network through the device's loader (written into ``directory``)."""
+        path = directory / f"{COMPONENT}.tflite"
+        path.write_bytes(self.tflite)
+        return RowModel(path)
+
+    def decide(self, p: NDArray[np.floating[Any]]) -> FoldScores:
+        """Scores and decisions (the device's rule at the tuned thresholds) of probabilities."""
+        return _scores(np.asarray(p, dtype=np.float64), self.thresholds["beat.v"],
+                       self.thresholds["beat.s"])
+
+
+def tune_threshold(p: NDArray[np.floating[Any]], positive: NDArray[np.bool_]) -> float:
+    """The grid value maximising F1 of ``p >= t`` (module docstring); 0.5 without positives."""
+    if not np.any(positive):
+        return 0.5
+    best_t, best_f1 = 0.5, -1.0
+    for t in _GRID.tolist():
+        called = p >= t
+        tp = int(np.sum(called & positive))
+        f1 = 2 * tp / (int(np.sum(called)) + int(np.sum(positive)))
+        if f1 > best_f1:
+            best_t, best_f1 = float(t), f1
+    return best_t
+
+
+def _label_codes(p: NDArray[np.float64], t_v: float, t_s: float) -> NDArray[np.int8]:
+    """`models.beat_classifier.BeatClassifier.label` over many beats, as AAMI codes."""
+    code = {c: AAMI_CLASSES.index(c) for c in CLASS_NAMES}
+    n_or_f = np.where(p[:, code["F"]] > p[:, code["N"]], code["F"], code["N"])
+    out = np.where(p[:, code["S"]] >= t_s, code["S"], n_or_f)
+    return np.where(p[:, code["V"]] >= t_v, code["V"], out).astype(np.int8)
+
+
+def _scores(p: NDArray[np.float64], t_v: float, t_s: float) -> FoldScores:
+    v, s = AAMI_CLASSES.index("V"), AAMI_CLASSES.index("S")
+    return FoldScores(1.0 - p[:, 0], p[:, v], p[:, s], _label_codes(p, t_v, t_s))
+
+
+def fit_beat_model(
+    records: Sequence[RecordBeats], *, seed: int = 0, epochs: int = 8
+) -> BeatModelArtifacts:
+    """Train on every usable N/S/V/F beat of ``records`` (module docstring)."""
+    if any(rb.paced for rb in records):
+        raise ValueError("paced records are left out of beat model training (AAMI EC57)")
+    data = BeatDataset.from_records(records)
+    trained = train_fold(data, seed=seed, epochs=epochs)
+    rng = np.random.default_rng(seed)
+    fit_rows = ~np.isin(data.record, trained.val_records)
+    pick = rng.choice(np.flatnonzero(fit_rows), size=min(REPRESENTATIVE, int(fit_rows.sum())),
+                      replace=False)
+    tflite = to_int8_model(trained, data.features[np.sort(pick)])
+    val = data.subset(trained.val_records)
+    with tempfile.TemporaryDirectory(prefix="vigil-beat-") as tmp:
+        path = Path(tmp) / "beat.tflite"
+        path.write_bytes(tflite)
+        runner = RowModel(path)
+        p_val = predict_tflite(runner, trained.scaler, val.features)
+        golden_rows = _golden_rows(val, rng)
+        golden_in = trained.scaler(val.features[golden_rows])
+        golden_out = runner.score(golden_in)
+    v, s = AAMI_CLASSES.index("V"), AAMI_CLASSES.index("S")
+    thresholds = {
+        "beat.v": tune_threshold(p_val[:, v], val.aami == v),
+        "beat.s": tune_threshold(p_val[:, s], val.aami == s),
+    }
+    scores = _scores(p_val, thresholds["beat.v"], thresholds["beat.s"])
+    figures = {k: round(float(x), 4) for k, x in beat_metrics(val.aami, scores).items()}
+    counts = data.counts()
+    _log.info("beat model: %d epochs, validation records %s, thresholds %s, %s",
+              trained.epochs_run, trained.val_records, thresholds, figures)
+    return BeatModelArtifacts(
+        tflite=tflite,
+        scaling=trained.scaler,
+        thresholds=thresholds,
+        golden_input=golden_in,
+        golden_output=golden_out,
+        metrics={"validation_records": trained.val_records, "epochs_run": trained.epochs_run,
+                 "int8_at_thresholds": figures,
+                 "note": "validation records only (early stopping and thresholds); the "
+                         "cross-patient figures are benchmarks/beat_classification.py's"},
+        trained=trained,
+        training_data={"records": sorted({rb.record for rb in records}),
+                       "beats": {k: n for k, n in counts.items() if n},
+                       "source": "MIT-BIH Arrhythmia Database (PhysioNet, ODC-By 1.0)"},
+    )
+
+
+def _golden_rows(val: BeatDataset, rng: np.random.Generator) -> NDArray[np.int64]:
+    rows = []
+    for c in CLASS_NAMES:
+        idx = np.flatnonzero(val.aami == AAMI_CLASSES.index(c))
+        if idx.size:
+            rows.append(rng.choice(idx, size=min(GOLDEN_PER_CLASS, idx.size), replace=False))
+    return np.sort(np.concatenate(rows))
+
+
+def add_beat_model(
+    source: str | Path, dest: str | Path, art: BeatModelArtifacts, *, version: str | None = None
+) -> Path:
+    """A new bundle at ``dest``: the verified bundle ``source`` plus the beat model.
+
+    ``version`` defaults to the source's version with ``+ecg``. A source that already has a
+    beat model gets it replaced.
+    """
+    src = Path(source)
+    load_bundle(src)  # refuses a source the device would refuse
+    raw = json.loads((src / MANIFEST_FILE).read_text(encoding="utf-8"))
+    with np.load(src / GOLDEN_FILE, allow_pickle=False) as g:
+        golden_arrays = {k: g[k] for k in g.files}
+    components = {
+        name: ComponentFile(c["kind"], src / c["file"], c["file"])
+        for name, c in raw["components"].items() if name != COMPONENT
+    }
+    golden = {
+        name: Golden(golden_arrays[f"{name}.input"], golden_arrays[f"{name}.output"],
+                     float(tol["atol"]))
+        for name, tol in raw["golden"].items() if name != COMPONENT
+    }
+    with tempfile.TemporaryDirectory(prefix="vigil-beat-") as tmp:
+        model_path = Path(tmp) / f"{COMPONENT}.tflite"
+        model_path.write_bytes(art.tflite)
+        components[COMPONENT] = ComponentFile(COMPONENT, model_path, model_path.name)
+        golden[COMPONENT] = Golden(art.golden_input, art.golden_output, GOLDEN_ATOL)
+        extra = {**raw.get("extra", {}), "beats": {
+            "spec": DEFAULT_SPEC.to_dict(),
+            "rr_mean": [float(v) for v in art.scaling.rr_mean],
+            "rr_std": [float(v) for v in art.scaling.rr_std],
+            "rr_clip": art.scaling.clip,
+            "classes": list(CLASS_NAMES),
+        }}
+        return write_bundle(
+            dest,
+            bundle_version=version or f"{raw['bundle_version']}+ecg",
+            components=components,
+            golden=golden,
+            feature_spec=raw.get("feature_spec"),
+            scaler=raw.get("scaler"),
+            thresholds={**_without_beats(raw.get("thresholds", {})), **art.thresholds},
+            training_data={**raw.get("training_data", {}), "beats": art.training_data},
+            metrics={**raw.get("metrics", {}), "beats": art.metrics},
+            requires={**raw.get("requires", {}), "beat_spec_version": BEAT_SPEC_VERSION},
+            extra=extra,
+        )
+
+
+def _without_beats(thresholds: Mapping[str, float]) -> dict[str, float]:
+    return {k: v for k, v in thresholds.items() if not k.startswith("beat.")}
