@@ -16,6 +16,14 @@ manager, journal and MQTT contract as every other alert. Per bed and per call:
    channel that has sent nothing for 2 s does not count (its ring still holds an old pulse).
 3. `edge.rhythm.RhythmMonitor` turns beats, quality, the board's lead-off flag and the pulse
    into detections (its rules); they are repeated on calls between two evaluations.
+4. With a beat model (`use_classifier`: the bundle's `models.beat_classifier.BeatClassifier`),
+   the same samples and R peaks go to a `models.beats.BeatStream`; each beat it finishes
+   (about one RR interval after its R peak) is classed N, S, V or F and the class handed to
+   the rhythm monitor (`RhythmMonitor.label`), which then raises the class-based alarms. A
+   beat whose window is incomplete (the stream's start) or not finite (lost samples) is
+   classed Q, unclassifiable. Without a beat model those alarms stay silent, and
+   ``abnormal_per_min`` is null. A model that fails on a beat is counted (``beat_errors``)
+   and logged; the beat is classed Q.
 
 A bed whose board sends no ECG gets nothing from here (the vitals detectors still run).
 """
@@ -33,8 +41,12 @@ from edge.bedstate import BedState
 from edge.events import Detection
 from edge.rhythm import MODEL, Beat, RhythmConfig, RhythmMonitor
 from firmware_bridge.frames import StatusFlag, WaveformChannel
+from models.beat_classifier import BeatClassifier
+from models.beats import MIN_FS_HZ, BeatStream
+from models.beats import Beat as BeatRow
 from models.qrs import QrsDetector
 from models.signal_quality import WINDOW_S, EcgQuality, ecg_quality, pulse_present
+from models.tflite import ModelError
 
 __all__ = ["PULSE_S", "QUALITY_EVERY_S", "EcgDetector", "EcgState"]
 
@@ -51,6 +63,7 @@ _RHYTHM_WORDS: Final = (
     ("ecg_no_beats", "no beats, pulse present"),
     ("ventricular_tachycardia", "ventricular tachycardia"),
     ("ventricular_run", "ventricular run"),
+    ("frequent_pvcs", "frequent PVCs"),
     ("extreme_bradycardia", "extreme bradycardia"),
     ("extreme_tachycardia", "extreme tachycardia"),
     ("irregular_rhythm", "irregular"),
@@ -80,14 +93,48 @@ class EcgState:
     pulse_marks: dict[WaveformChannel, tuple[int, float]] = field(default_factory=dict)
     """Per pulse channel: (samples written, edge time) when it last grew (rule 2: a channel
     that stopped sending says nothing about the pulse now)."""
+    stream: BeatStream | None = None
+    """Rule 4: beat windows and RR features, when a beat model runs."""
+    per_minute: tuple[int, int] | None = None
+    """(V, S/V/F) beats in the last minute at the last judgement; None without a beat model."""
+    classified: int = 0
+    beat_errors: int = 0
 
 
 class EcgDetector:
     """Rhythm alarms for every bed whose board sends an ECG (module rules)."""
 
-    def __init__(self, config: RhythmConfig | None = None) -> None:
+    def __init__(
+        self, config: RhythmConfig | None = None, classifier: BeatClassifier | None = None
+    ) -> None:
         self.config = config or RhythmConfig()
+        self.classifier = classifier
         self._beds: dict[str, EcgState] = {}
+
+    def use_classifier(self, classifier: BeatClassifier | None) -> None:
+        """Class beats with ``classifier`` from now on (None: stop); beat streams restart,
+        since another model may cut beats by another spec."""
+        self.classifier = classifier
+        for st in self._beds.values():
+            self._new_stream(st)
+            st.rhythm.beat_model = classifier.version if classifier else ""
+
+    def adopt(self, previous: EcgDetector) -> None:
+        """Carry on ``previous``'s beds (detectors, beats, silence counting) when the rhythm
+        rules are the same: a model switch or a reload that leaves [ecg] alone then costs no
+        relearning (otherwise the beds start afresh, as at start-up)."""
+        if previous is self or previous.config != self.config:
+            return
+        self._beds = previous._beds
+        if previous.classifier is not self.classifier:
+            self.use_classifier(self.classifier)
+
+    def _new_stream(self, st: EcgState) -> None:
+        c = self.classifier
+        st.stream = BeatStream(st.fs_hz, c.spec) if c and st.fs_hz >= MIN_FS_HZ else None
+        if c is not None and st.stream is None:
+            _log.warning("ECG at %d Hz: beats are not classified below %g Hz", st.fs_hz,
+                         MIN_FS_HZ)
 
     @property
     def model(self) -> str:
@@ -114,7 +161,7 @@ class EcgDetector:
             "hr_bpm": None if hr is None else round(hr, 1),
             "rhythm": rhythm,
             "sqi": None if st.quality is None else st.quality.sqi,
-            "abnormal_per_min": None,
+            "abnormal_per_min": None if st.per_minute is None else st.per_minute[1],
         }
 
     def heart_rate_bpm(self, bed_id: str) -> float | None:
@@ -130,6 +177,9 @@ class EcgDetector:
                           st.fs_hz, fs_hz)
             st = EcgState(fs_hz, QrsDetector(fs_hz), RhythmMonitor(self.config),
                           position=position)
+            self._new_stream(st)
+            if self.classifier is not None:
+                st.rhythm.beat_model = self.classifier.version
             self._beds[bed.bed_id] = st
         return st
 
@@ -146,6 +196,7 @@ class EcgDetector:
             st.qrs.reset()
             st.fed = 0
             st.starts.clear()
+            self._new_stream(st)
         samples, st.position = ring.since(st.position)
         if samples.size:
             found = st.qrs.update(samples)
@@ -155,8 +206,11 @@ class EcgDetector:
                 # Placed by sample index from the stream's start, so RR intervals are exact;
                 # the start is the least-delayed estimate of the last minute (drift-proof).
                 times = min(st.starts) + found / st.fs_hz
-                st.rhythm.add(Beat(float(t)) for t in times)
+                st.rhythm.add(Beat(float(t), None, int(r)) for t, r in zip(times, found,
+                                                                          strict=True))
                 st.beats += int(found.size)
+            if st.stream is not None:
+                self._classify(bed.bed_id, st, st.stream.push(samples, found.tolist()))
         if now - st.judged_s >= QUALITY_EVERY_S:
             st.judged_s = now
             st.quality = ecg_quality(ring.latest(int(WINDOW_S * ring.rate_hz)), ring.rate_hz)
@@ -164,7 +218,24 @@ class EcgDetector:
             lead_off = bool(bed.status_flags & StatusFlag.LEAD_OFF)
             st.detections = st.rhythm.update(now, quality=st.quality, lead_off=lead_off,
                                              pulse=st.pulse)
+            st.per_minute = st.rhythm.per_minute(now)
         return list(st.detections)
+
+    def _classify(self, bed_id: str, st: EcgState, beats: list[BeatRow]) -> None:
+        """Rule 4: class each finished beat and hand the class to the rhythm monitor."""
+        c = self.classifier
+        assert c is not None
+        for beat in beats:
+            label = "Q"
+            if beat.complete and np.all(np.isfinite(beat.features)):
+                try:
+                    label, _ = c.classify(beat.features)
+                except ModelError as exc:
+                    st.beat_errors += 1
+                    _log.warning("bed %s: beat model failed (%d so far): %s", bed_id,
+                                 st.beat_errors, exc)
+            st.classified += 1
+            st.rhythm.label(beat.r_sample, label)
 
     @staticmethod
     def _pulse(bed: BedState, st: EcgState, now: float) -> bool | None:

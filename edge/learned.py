@@ -76,6 +76,11 @@ Rules (what a trained bundle relies on; see models/BUNDLE.md for the contract it
     monitor's own values only: manual readings alone raise no learned alert. Glucose,
     consciousness and oxygen are not inputs of a vitals bundle (its feature spec): they enter
     NEWS2 only.
+11. **Beat model.** A bundle that also holds the ECG beat model (component ``beat_classifier``,
+    ``extra.beats``, ``requires.beat_spec_version``: `models.beat_classifier`) hands it to the
+    ECG head (`edge.ecg.EcgDetector.use_classifier`). One it cannot run is refused whole, as
+    rule 6 says, naming the field; a bundle without one leaves the ECG head on its
+    class-free rules.
 """
 
 from __future__ import annotations
@@ -93,9 +98,13 @@ import numpy.typing as npt
 from edge.bedstate import BedState, VitalsRing
 from edge.config import ARTEFACT_HOLD_MAX_S, EdgeConfig
 from edge.detect import Detector, configured_detectors
+from edge.ecg import EcgDetector
 from edge.events import Detection, Driver, Priority
 from edge.explain import MAX_DRIVERS
 from firmware_bridge.frames import PROTOCOL_VERSION
+from models.beat_classifier import COMPONENT as BEAT_COMPONENT
+from models.beat_classifier import BeatClassifier, BeatClassifierError
+from models.beats import BEAT_SPEC_VERSION
 from models.bundle import Bundle, BundleError, bundle_location, load_bundle
 from models.dbscan import DbscanScorer
 from models.features import (
@@ -281,6 +290,30 @@ def _thresholds(raw: Mapping[str, float]) -> dict[str, float]:
             raise _refuse(f"thresholds.{key} is missing or not finite ({value!r})")
         out[key] = float(value)
     return out
+
+
+def beat_classifier(bundle: Bundle) -> BeatClassifier | None:
+    """Rule 11: the bundle's beat model, None when it has none; `LearnedModelError` when it
+    has one this edge cannot run."""
+    m = bundle.manifest
+    if BEAT_COMPONENT not in m.components:
+        return None
+    required = m.requires.get("beat_spec_version")
+    if required != BEAT_SPEC_VERSION:
+        raise _refuse(f"requires.beat_spec_version = {required!r}; this edge cuts beats by "
+                      f"spec version {BEAT_SPEC_VERSION} (models/beats.py)")
+    try:
+        return BeatClassifier.from_bundle(m.extra, m.thresholds, bundle.components[BEAT_COMPONENT],
+                                          version=bundle.version)
+    except BeatClassifierError as exc:
+        raise _refuse(str(exc)) from exc
+
+
+def with_beat_model(detectors: Sequence[Detector], beats: BeatClassifier | None) -> None:
+    """Give the ECG head among ``detectors`` the bundle's beat model (rule 11)."""
+    for det in detectors:
+        if isinstance(det, EcgDetector):
+            det.use_classifier(beats)
 
 
 def _tflite(bundle: Bundle, name: str) -> TFLiteModel:
@@ -866,11 +899,13 @@ class LearnedSetup:
     status: Mapping[str, str]
     gate: LearnedDetector | None = None
     own: tuple[Detector, ...] = ()
+    beats: BeatClassifier | None = None
 
     def with_defaults(self, config: EdgeConfig) -> LearnedSetup:
         """The same model detectors (and their per-bed windows) after ``config``'s defaults:
         what a reload that changed limits, timing or NEWS2 but not the model runs."""
         defaults = configured_detectors(config)
+        with_beat_model(defaults, self.beats)
         return replace(self, detectors=[*defaults, *self.own])
 
 
@@ -881,6 +916,7 @@ def check_bundle(path: str | Path, bed_ids: Sequence[str] = ()) -> str:
     self-test steps (edge/modelstore.py)."""
     bundle = load_bundle(path)
     LearnedDetector(bundle, bed_ids)
+    beat_classifier(bundle)
     return bundle.version
 
 
@@ -911,6 +947,7 @@ def load_learned(config: EdgeConfig) -> LearnedSetup:
             artefact_hold_s=config.model.artefact_hold_s,
             manual_max_age_s=config.news2.manual_max_age_s,
         )
+        beats = beat_classifier(bundle)
     except (BundleError, ModelError, OSError, ValueError) as exc:
         reason = str(exc)
         _log.error("model bundle %s refused, running on fixed limits only: %s", path, reason)
@@ -918,12 +955,15 @@ def load_learned(config: EdgeConfig) -> LearnedSetup:
         reason = f"{type(exc).__name__}: {exc}"
         _log.exception("model bundle %s failed unexpectedly, fixed limits only", path)
     else:
-        _log.info("model bundle %s loaded: %s", path, learned.model)
+        _log.info("model bundle %s loaded: %s%s", path, learned.model,
+                  "" if beats is None else ", with the ECG beat model")
+        with_beat_model(detectors, beats)
         return LearnedSetup(
             [*detectors, learned],
             {"state": "loaded", "version": bundle.version, "model": learned.model, "bundle": path},
             learned if config.model.artefact_hold_s > 0 else None,
             (learned,),
+            beats,
         )
     priority = config.technical.priority("model_unavailable")
     own = (ModelUnavailableDetector(reason, priority),) if priority is not None else ()

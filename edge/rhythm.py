@@ -25,8 +25,13 @@ Rules
    ``extreme_tachy_bpm`` (150) -> high.
 4. **Ventricular runs** (beats the beat model classed ``V``): ``run_beats`` (3) or more in a
    row -> ``ventricular_run`` (medium); ``vt_beats`` (5) or more in a row at a rate above
-   ``vt_bpm`` (100) -> ``ventricular_tachycardia`` (high). Reported while the newest beat
-   still belongs to the run, and for ``asystole_s`` after it (so a run is seen at least once).
+   ``vt_bpm`` (100) -> ``ventricular_tachycardia`` (high). Reported while the newest
+   classified beat still belongs to the run, and for ``asystole_s`` after it (so a run is
+   seen at least once). Beats are added when the QRS detector finds them and classified
+   about one beat later (`RhythmMonitor.label`): runs and rule 5 look at beats up to the
+   newest classified one, asystole and the heart rate at every beat at once.
+4b. **Frequent PVCs**: at least ``pvc_per_min`` (10; 0 = off) beats classed ``V`` in the
+   last 60 s -> ``frequent_pvcs`` (medium), as monitors' "PVCs/min high" alarm.
 5. **Irregular rhythm suggestive of atrial fibrillation**: over the last ``af_beats`` (30)
    RR intervals between non-ventricular beats, the normalised RMSSD (root mean square of
    successive RR differences / mean RR) is at least ``af_nrmssd`` (0.10), with at most 20 %
@@ -61,6 +66,8 @@ MODEL: Final = "ecg-rhythm/1"
 HR_BEATS: Final = 8
 """RR intervals behind the ECG heart rate (rule 3)."""
 _MAX_BEATS: Final = 64
+_MINUTE_S: Final = 60.0
+_ABNORMAL: Final = frozenset("SVF")
 _ECTOPIC_MAX: Final = 0.2
 _SETTLE_S: Final = 2.0
 """Beats older than this when an unreadable ECG becomes usable again are dropped (rule 1)."""
@@ -75,6 +82,7 @@ RHYTHM_KINDS: Final = {
     "extreme_tachycardia": "ECG heart rate above extreme_tachy_bpm (high)",
     "ventricular_tachycardia": "vt_beats or more ventricular beats in a row above vt_bpm (high)",
     "ventricular_run": "run_beats or more ventricular beats in a row (medium)",
+    "frequent_pvcs": "pvc_per_min or more ventricular beats in the last minute (medium)",
     "irregular_rhythm": "RR irregularity suggestive of atrial fibrillation (medium)",
     "ecg_unreadable": "technical: flat, saturated, noisy or lost ECG; ECG alarms suppressed",
     "ecg_no_beats": "technical: no QRS but a pulse on PPG/ABP; check the ECG",
@@ -84,11 +92,13 @@ RHYTHM_KINDS: Final = {
 
 @dataclass(frozen=True, slots=True)
 class Beat:
-    """One detected beat: R-peak time (edge s) and the beat model's class (N, S, V, F, Q, or
-    None while not classified)."""
+    """One detected beat: R-peak time (edge s), the beat model's class (N, S, V, F, Q, or
+    None while not classified) and the R peak's stream sample (the key `RhythmMonitor.label`
+    finds it by; -1 when none is given)."""
 
     time_s: float
     label: str | None = None
+    sample: int = -1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,6 +113,7 @@ class RhythmConfig:
     vt_bpm: float = 100.0
     af_beats: int = 30
     af_nrmssd: float = 0.10
+    pvc_per_min: float = 10.0
 
 
 def _without_detection_errors(rr: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -131,6 +142,13 @@ class RhythmMonitor:
         self._run: tuple[int, float] = (0, 0.0)  # longest current/last run: beats, rate bpm
         self._since: float | None = None  # rule 1: first beat or call, or usable again
         self._recovering = False
+        # Times (s) of classified beats of the last minute: ventricular ones, abnormal ones.
+        self._v_times: deque[float] = deque()
+        self._abnormal_times: deque[float] = deque()
+        self.classifying = False
+        """True once a beat has been labelled: per-minute counts mean something."""
+        self.beat_model = ""
+        """Version of the beat model labelling the beats, in the model of class-based alerts."""
 
     def add(self, beats: Iterable[Beat]) -> None:
         """New beats, oldest first (their times increase)."""
@@ -138,7 +156,47 @@ class RhythmMonitor:
             if self._since is None:
                 self._since = b.time_s
             self._beats.append(b)
+            if b.label is not None:
+                self._count(b.time_s, b.label)
         self._track_run()
+
+    def _count(self, time_s: float, label: str) -> None:
+        self.classifying = True
+        if label == "V":
+            self._v_times.append(time_s)
+        if label in _ABNORMAL:
+            self._abnormal_times.append(time_s)
+
+    def label(self, sample: int, label: str) -> bool:
+        """The beat model's class for the beat whose R peak is ``sample``; False when that
+        beat is no longer held (forgotten in an unreadable stretch)."""
+        for i in range(len(self._beats) - 1, -1, -1):
+            b = self._beats[i]
+            if b.sample == sample:
+                self._beats[i] = Beat(b.time_s, label, sample)
+                self._count(b.time_s, label)
+                self._track_run()
+                return True
+            if b.sample < sample:
+                break
+        return False
+
+    def per_minute(self, now: float) -> tuple[int, int] | None:
+        """(ventricular, abnormal S/V/F) beats in the last 60 s; None before any beat was
+        classified (no beat model)."""
+        if not self.classifying:
+            return None
+        for times in (self._v_times, self._abnormal_times):
+            while times and times[0] < now - _MINUTE_S:
+                times.popleft()
+        return len(self._v_times), len(self._abnormal_times)
+
+    def _classified(self) -> list[Beat]:
+        """The held beats up to the newest classified one (rule 4)."""
+        beats = list(self._beats)
+        while beats and beats[-1].label is None:
+            beats.pop()
+        return beats
 
     @property
     def heart_rate_bpm(self) -> float | None:
@@ -149,13 +207,14 @@ class RhythmMonitor:
         return 60.0 / float(np.median(np.diff(times)))
 
     def _track_run(self) -> None:
+        classified = self._classified()
         run = 0
-        for b in reversed(self._beats):
+        for b in reversed(classified):
             if b.label != "V":
                 break
             run += 1
         if run >= self.config.run_beats:
-            beats = list(self._beats)[-run:]
+            beats = classified[-run:]
             span = beats[-1].time_s - beats[0].time_s
             rate = 60.0 * (run - 1) / span if span > 0 else math.inf
             self._run = (run, rate)
@@ -165,7 +224,7 @@ class RhythmMonitor:
         """Rule 5's normalised RMSSD over the last ``af_beats`` RR intervals, None when there
         are too few beats or too many ectopic ones."""
         n = self.config.af_beats
-        beats = list(self._beats)[-(n + 1):]
+        beats = self._classified()[-(n + 1):]
         if len(beats) < n + 1 or any(b.label is None for b in beats):
             return None  # unclassified beats: ectopy would read as AF (rule 5)
         ectopic = sum(b.label in ("V", "S") for b in beats)
@@ -194,6 +253,8 @@ class RhythmMonitor:
             # Beats found in noise are not beats: forget them, start again once it is clean.
             self._beats.clear()
             self._run_end_s = None
+            self._v_times.clear()
+            self._abnormal_times.clear()
             self._recovering = True
             return [Detection(kind="ecg_unreadable", priority=Priority.MEDIUM, technical=True,
                               message=f"ECG unreadable ({quality.reason}): ECG alarms "
@@ -228,18 +289,31 @@ class RhythmMonitor:
             vt = beats >= cfg.vt_beats and rate > cfg.vt_bpm
             out.append(Detection(
                 kind="ventricular_tachycardia" if vt else "ventricular_run",
-                priority=Priority.HIGH if vt else Priority.MEDIUM, model=MODEL,
+                priority=Priority.HIGH if vt else Priority.MEDIUM, model=self._class_model,
                 message=(f"{'ventricular tachycardia' if vt else 'ventricular run'}: {beats} "
                          f"ventricular beats in a row at {rate:.0f} bpm"),
                 values={"ecg.run_beats": float(beats), "ecg.run_bpm": round(rate, 1)}))
+        counts = self.per_minute(now)
+        if counts is not None and cfg.pvc_per_min > 0 and counts[0] >= cfg.pvc_per_min:
+            out.append(Detection(
+                kind="frequent_pvcs", priority=Priority.MEDIUM, model=self._class_model,
+                message=f"frequent PVCs: {counts[0]} ventricular beats in the last minute "
+                        f"(limit {cfg.pvc_per_min:g}/min)",
+                values={"ecg.pvc_per_min": float(counts[0])},
+                thresholds={"ecg.pvc_per_min": cfg.pvc_per_min}))
         irregular = self.irregularity()
         if irregular is not None and irregular >= cfg.af_nrmssd:
             out.append(Detection(
-                kind="irregular_rhythm", priority=Priority.MEDIUM, model=MODEL,
+                kind="irregular_rhythm", priority=Priority.MEDIUM, model=self._class_model,
                 message=f"irregular rhythm suggestive of atrial fibrillation (RR irregularity "
                         f"{irregular:.2f} >= {cfg.af_nrmssd:.2f} over {cfg.af_beats} beats)",
                 values={"ecg.rr_nrmssd": round(irregular, 3)}))
         return out
+
+    @property
+    def _class_model(self) -> str:
+        """Model of alerts that rest on beat classes: the rules plus the beat model."""
+        return f"{MODEL}+{self.beat_model}" if self.beat_model else MODEL
 
     def _settle(self, now: float) -> float:
         """Rule 1: when silence counts from: the start, or when the ECG became usable again

@@ -171,6 +171,7 @@ class EdgeCore:
         self.config = config
         self.gate = gate
         self._limits = _gate_limits(config)
+        self._carry_over(detectors)
         self.detectors = list(detectors)
         self.alarms.retime(alarm_timing(config.alarms))
         self._dirty.update(self.beds)
@@ -179,9 +180,20 @@ class EdgeCore:
     def swap_detectors(self, detectors: Sequence[Detector], gate: ArtefactGate | None) -> None:
         """Score with ``detectors`` from the next `evaluate` on (a model switch, see
         edge/activation.py); everything else, alerts included, carries over."""
+        self._carry_over(detectors)
         self.detectors = list(detectors)
         self.gate = gate
         self._dirty.update(self.beds)
+
+    def _carry_over(self, detectors: Sequence[Detector]) -> None:
+        """The ECG head's per-bed beats and timing go on into the new detectors' ECG head
+        (`EcgDetector.adopt`): a model switch or reload does not make it relearn."""
+        old = next((d for d in self.detectors if isinstance(d, EcgDetector)), None)
+        if old is None:
+            return
+        for det in detectors:
+            if isinstance(det, EcgDetector):
+                det.adopt(old)
 
     def on_frame(self, bed: str, frame: Frame, now: float) -> None:
         """A frame from ``bed``'s board arrived at ``now`` (s)."""

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +33,19 @@ import _vitals_bundle as vb
 from edge.bedstate import VITAL_FIELDS, BedState
 from edge.commands import ManualReading
 from edge.config import EdgeConfig, parse_config
+from edge.ecg import EcgDetector
 from edge.events import AlertEvent, EventType, Priority
 from edge.learned import (
     ENSEMBLE,
     LearnedDetector,
     LearnedModelError,
+    check_bundle,
     load_learned,
 )
 from edge.payloads import alert_payload
 from edge.runtime import EdgeCore, Runtime
 from firmware_bridge.frames import VitalsFrame
-from models.bundle import MANIFEST_FILE, load_bundle
+from models.bundle import MANIFEST_FILE, BundleError, load_bundle
 from models.features import VITAL_NAMES, compute_features
 
 REPO = Path(__file__).resolve().parents[1]
@@ -602,3 +605,48 @@ def test_a_forecaster_step_that_is_not_a_whole_number_of_rows_is_refused(
     bundle = load_bundle(built.variant(tmp_path / "s15", extra={"forecaster": fc}))
     with pytest.raises(LearnedModelError, match="whole number of rows"):
         LearnedDetector(bundle, ["bed1"])
+
+
+def _beat_variant(tmp_path: Path, name: str, edit: Callable[[dict[str, Any]], None]) -> Path:
+    from _bundles import variant  # noqa: PLC0415
+
+    return variant(tmp_path / name, f"v-{name}", edit=edit)
+
+
+@pytest.mark.parametrize(
+    ("name", "edit", "reason"),
+    [
+        ("spec", lambda m: m["requires"].update(beat_spec_version=1), "beat_spec_version"),
+        ("extra", lambda m: m["extra"].pop("beats"), "extra.beats is missing"),
+        ("classes", lambda m: m["extra"]["beats"].update(classes=["N", "V"]), "classes"),
+        ("rr", lambda m: m["extra"]["beats"].update(rr_std=[0.0] * 9), "rr_std"),
+        ("threshold", lambda m: m["thresholds"].pop("beat.v"), "thresholds.beat.v"),
+    ],
+)
+def test_a_bundle_whose_beat_model_cannot_run_is_refused_whole(
+    tmp_path: Path, name: str, edit: Callable[[dict[str, Any]], None], reason: str
+) -> None:
+    """edge/learned.py rule 11: the ECG head never runs a beat model it cannot trust, and the
+    refusal names the field (the vitals models of that bundle are not used either)."""
+    path = _beat_variant(tmp_path, name, edit)
+    config = parse_config({"beds": [{"id": "bed1", "serial": "/dev/null"}],
+                           "ecg": {"enabled": True}, "model": {"bundle": str(path)}})
+    setup = load_learned(config)
+    assert setup.status["state"] == "refused"
+    assert reason in setup.status["reason"]
+    assert setup.beats is None
+    with pytest.raises(BundleError, match=reason.rsplit(".", maxsplit=1)[-1]):
+        check_bundle(path)
+
+
+def test_the_shipped_bundle_gives_the_ecg_head_its_beat_model_and_a_reload_keeps_it() -> None:
+    config = parse_config({"beds": [{"id": "bed1", "serial": "/dev/null"}],
+                           "ecg": {"enabled": True}, "model": {"bundle": "default"}})
+    setup = load_learned(config)
+    (ecg,) = [d for d in setup.detectors if isinstance(d, EcgDetector)]
+    assert setup.beats is not None
+    assert ecg.classifier is setup.beats
+    again = setup.with_defaults(config)
+    (ecg2,) = [d for d in again.detectors if isinstance(d, EcgDetector)]
+    assert ecg2 is not ecg
+    assert ecg2.classifier is setup.beats

@@ -118,3 +118,38 @@ def test_irregular_rhythm_from_rr_irregularity_but_not_from_sinus_or_ectopy() ->
     times = np.cumsum(np.tile([0.55, 1.05], 20))
     big.add(Beat(float(x), "S" if i % 2 else "N") for i, x in enumerate(times))
     assert [d.kind for d in big.update(float(times[-1]) + 0.1, quality=GOOD)] == []
+
+
+def test_beats_are_classified_after_they_arrive_and_runs_wait_for_their_classes() -> None:
+    """The edge adds each beat when the QRS detector finds it and labels it about one beat
+    later (edge/rhythm.py rule 4): a run is judged up to the newest classified beat."""
+    mon = RhythmMonitor()
+    samples = list(range(0, 360 * 20, 288))  # 0.8 s apart at 360 Hz
+    mon.add(Beat(s / 360, None, s) for s in samples[:12])
+    for s in samples[:8]:
+        assert mon.label(s, "N")
+    assert mon.update(samples[11] / 360 + 0.1, quality=GOOD) == []
+    for s in samples[8:11]:  # three V beats classified; the newest beat not yet
+        assert mon.label(s, "V")
+    (d,) = mon.update(samples[11] / 360 + 0.1, quality=GOOD)
+    assert d.kind == "ventricular_run"
+    assert d.values["ecg.run_beats"] == 3.0
+    assert not mon.label(10**9, "V")  # a beat it does not hold (forgotten or never seen)
+    assert mon.per_minute(samples[11] / 360 + 0.1) == (3, 3)
+
+
+def test_frequent_pvcs_counts_ventricular_beats_of_the_last_minute() -> None:
+    mon = RhythmMonitor(RhythmConfig(pvc_per_min=10))
+    assert mon.per_minute(0.0) is None  # nothing classified: no beat model
+    # Trigeminy at 75 bpm: every third beat V, never three in a row.
+    beats = [Beat(i * 0.8, "V" if i % 3 == 2 else "N") for i in range(60)]
+    mon.add(beats[:30])  # 10 V beats in 24 s
+    kinds = [d.kind for d in mon.update(24.0, quality=GOOD)]
+    assert kinds == ["frequent_pvcs"]
+    mon.add(beats[30:])
+    mon.add(Beat(48.0 + i * 0.8, "N") for i in range(100))
+    assert mon.per_minute(128.0) == (0, 0)  # all V beats older than a minute
+    assert mon.update(128.0, quality=GOOD) == []
+    off = RhythmMonitor(RhythmConfig(pvc_per_min=0))
+    off.add(beats[:30])
+    assert off.update(24.0, quality=GOOD) == []

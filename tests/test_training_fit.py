@@ -245,7 +245,12 @@ def test_calibrate_cli_writes_json_and_plot(tmp_path: Path) -> None:
 
 def test_committed_default_bundle_loads_and_verifies() -> None:
     b = load_bundle(DEFAULT_BUNDLE)
-    assert set(b.manifest.components) == COMPONENTS
-    assert set(b.manifest.thresholds) == THRESHOLDS
+    # The vitals bundle `vigil-train fit` writes, plus the ECG beat model that `make bundle`
+    # adds with `vigil-train ecg fit` (training/beat_bundle.py).
+    assert set(b.manifest.components) == COMPONENTS | {"beat_classifier"}
+    assert set(b.manifest.thresholds) == THRESHOLDS | {"beat.v", "beat.s"}
+    assert b.manifest.training_data["beats"]["records"] == sorted(b.manifest.training_data[
+        "beats"]["records"])
+    assert len(b.manifest.training_data["beats"]["records"]) == 22
     assert b.manifest.training_data["preset"] == "default"
     assert "synthetic cohort" in b.manifest.training_data["synthetic"]

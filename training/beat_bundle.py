@@ -9,8 +9,9 @@ every file, threshold and golden vector of an existing (verified) bundle, plus t
 with its golden vectors, ``extra.beats`` and ``requires.beat_spec_version``.
 
 Threshold choice: for V and for S separately, the value on a 0.05 grid (0.05 to 0.95) that
-maximises F1 of "P(class) >= t" on the validation beats; F1 weighs sensitivity and positive
-predictivity equally, as the AAMI Se / +P pair does. A class absent from the validation
+maximises F1 of "P(class) >= t" on the validation beats (ties: the lowest, the more
+sensitive); F1 weighs sensitivity and positive predictivity equally, as the AAMI Se / +P pair
+does. A class absent from the validation
 records keeps 0.5.
 """
 
@@ -109,13 +110,14 @@ def _scores(p: NDArray[np.float64], t_v: float, t_s: float) -> FoldScores:
 
 
 def fit_beat_model(
-    records: Sequence[RecordBeats], *, seed: int = 0, epochs: int = 8
+    records: Sequence[RecordBeats], *, seed: int = 0, epochs: int = 8, **train_kwargs: Any
 ) -> BeatModelArtifacts:
-    """Train on every usable N/S/V/F beat of ``records`` (module docstring)."""
+    """Train on every usable N/S/V/F beat of ``records`` (module docstring); ``train_kwargs``
+    go to `training.beat_model.train_fold` (tests train a tiny network)."""
     if any(rb.paced for rb in records):
         raise ValueError("paced records are left out of beat model training (AAMI EC57)")
     data = BeatDataset.from_records(records)
-    trained = train_fold(data, seed=seed, epochs=epochs)
+    trained = train_fold(data, seed=seed, epochs=epochs, **train_kwargs)
     rng = np.random.default_rng(seed)
     fit_rows = ~np.isin(data.record, trained.val_records)
     pick = rng.choice(np.flatnonzero(fit_rows), size=min(REPRESENTATIVE, int(fit_rows.sum())),

@@ -1,0 +1,126 @@
+"""training.beat_bundle and `vigil-train ecg`: a tiny beat model trained on three real MIT-BIH
+records, added to the shipped bundle, loaded by the edge exactly as at start-up; thresholds
+chosen on validation records; the DS1/DS2 split and its fallback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _data import shared_data_dir
+
+pytest.importorskip("tensorflow", reason="tensorflow-cpu is in vigil[train]")
+
+from edge.config import parse_config
+from edge.learned import load_learned
+from models.beat_classifier import COMPONENT
+from models.beats import DEFAULT_SPEC
+from models.bundle import load_bundle, packaged_bundle
+from training.beat_bundle import (
+    GOLDEN_PER_CLASS,
+    BeatModelArtifacts,
+    add_beat_model,
+    fit_beat_model,
+    tune_threshold,
+)
+from training.ecg_cli import _splits, ecg_main
+from training.ecg_data import load_mitdb
+
+RECORDS = ("119", "208", "209")
+TINY = {"filters": (8, 16), "kernel_size": 5, "dense": 16, "dropout": 0.0, "batch_size": 256}
+
+
+@pytest.fixture(scope="module")
+def artifacts() -> BeatModelArtifacts:
+    records = load_mitdb(shared_data_dir("mitdb"), RECORDS)
+    return fit_beat_model(records, seed=0, epochs=2, **TINY)
+
+
+def test_threshold_maximises_f1_on_the_grid() -> None:
+    p = np.array([0.1, 0.2, 0.35, 0.6, 0.9, 0.95])
+    positive = np.array([False, False, True, True, True, False])
+    # Every t in (0.2, 0.35] calls 4 beats with 3 right (F1 6/7, the best); ties go to the
+    # lowest grid value, 0.25 (more sensitive).
+    assert tune_threshold(p, positive) == pytest.approx(0.25)
+    assert tune_threshold(p, np.zeros(6, bool)) == 0.5
+
+
+def test_fitted_beat_model_has_thresholds_golden_rows_and_figures(
+    artifacts: BeatModelArtifacts,
+) -> None:
+    assert set(artifacts.thresholds) == {"beat.v", "beat.s"}
+    assert all(0.05 <= t <= 0.95 for t in artifacts.thresholds.values())
+    assert artifacts.golden_input.shape[1] == DEFAULT_SPEC.n_features
+    assert 4 <= artifacts.golden_input.shape[0] <= 4 * GOLDEN_PER_CLASS
+    np.testing.assert_allclose(artifacts.golden_output.sum(axis=1), 1.0, atol=0.02)
+    assert set(artifacts.metrics["validation_records"]) <= set(RECORDS)
+    assert artifacts.training_data["records"] == list(RECORDS)
+
+
+def test_paced_records_are_refused() -> None:
+    with pytest.raises(ValueError, match="paced"):
+        fit_beat_model(load_mitdb(shared_data_dir("mitdb"), ["102"], include_paced=True))
+
+
+def test_the_edge_loads_the_added_beat_model_as_at_start_up(
+    artifacts: BeatModelArtifacts, tmp_path: Path
+) -> None:
+    out = add_beat_model(packaged_bundle(), tmp_path / "b", artifacts, version="v-beats")
+    bundle = load_bundle(out)  # hashes and golden vectors through the device's loader
+    assert bundle.version == "v-beats"
+    assert bundle.manifest.requires["beat_spec_version"] == 2
+    assert bundle.manifest.thresholds["beat.v"] == artifacts.thresholds["beat.v"]
+    # The vitals components came along unchanged.
+    src = load_bundle(packaged_bundle())
+    for name in ("autoencoder", "iforest", "dbscan", "risk", "forecaster"):
+        assert bundle.manifest.files[src.manifest.components[name]["file"]] == \
+            src.manifest.files[src.manifest.components[name]["file"]]
+    config = parse_config({"beds": [{"id": "bed1", "serial": "/dev/null"}],
+                           "ecg": {"enabled": True}, "model": {"bundle": str(out)}})
+    setup = load_learned(config)
+    assert setup.status["state"] == "loaded", setup.status
+    assert setup.beats is not None
+    assert setup.beats.version == "v-beats"
+    got = setup.beats.model.score(artifacts.golden_input)
+    np.testing.assert_allclose(got, artifacts.golden_output, atol=1e-6)
+    with pytest.raises(FileExistsError):
+        add_beat_model(packaged_bundle(), out, artifacts)
+
+
+def _touch(directory: Path, names: list[str]) -> Path:
+    directory.mkdir()
+    for n in names:
+        (directory / f"{n}.hea").write_text("")
+        (directory / f"{n}.atr").write_bytes(b"")
+    return directory
+
+
+def test_ds1_to_ds2_when_both_are_there_else_folds(tmp_path: Path) -> None:
+    import argparse  # noqa: PLC0415
+
+    both = _touch(tmp_path / "both", ["101", "106", "102", "100", "103"])
+    how, splits = _splits(argparse.Namespace(data=str(both), folds=5))
+    assert how.startswith("DS1 -> DS2")
+    assert splits == [(["101", "106"], ["100", "103"])]  # paced 102 left out
+    ds1 = shared_data_dir("mitdb")
+    how, splits = _splits(argparse.Namespace(data=str(ds1), folds=5))
+    assert how.startswith("DS2 absent: 5 leave-records-out folds over the 22")
+    assert len(splits) == 5
+    for train, test in splits:
+        assert not set(train) & set(test)
+        assert len(train) + len(test) == 22
+
+
+def test_ecg_cli_fit_writes_a_loadable_bundle_and_refuses_bad_input(tmp_path: Path) -> None:
+    mitdb = str(shared_data_dir("mitdb"))
+    out = tmp_path / "b"
+    assert ecg_main(["fit", "--data", mitdb, "--bundle", str(packaged_bundle()), "--out",
+                     str(out), "--records", "119", "209", "--epochs", "1"]) == 0
+    assert COMPONENT in load_bundle(out).manifest.components
+    assert ecg_main(["fit", "--data", mitdb, "--bundle", str(packaged_bundle()), "--out",
+                     str(tmp_path / "c"), "--records", "999"]) == 2
+    assert ecg_main(["fit", "--data", mitdb, "--bundle", str(packaged_bundle()), "--out",
+                     str(tmp_path / "d"), "--records", "119"]) == 1
+    assert not (tmp_path / "c").exists()
+    assert not (tmp_path / "d").exists()
