@@ -76,8 +76,9 @@ Rules (what a trained bundle relies on; see models/BUNDLE.md for the contract it
     monitor's own values only: manual readings alone raise no learned alert. Glucose,
     consciousness and oxygen are not inputs of a vitals bundle (its feature spec): they enter
     NEWS2 only.
-11. **Beat model.** A bundle that also holds the ECG beat model (component ``beat_classifier``,
-    ``extra.beats``, ``requires.beat_spec_version``: `models.beat_classifier`) hands it to the
+11. **Beat model.** A bundle that also holds the ECG beat model (components
+    ``beat_classifier`` and ``beat_novelty``, ``extra.beats``, ``requires.beat_spec_version``:
+    `models.beat_classifier`) hands it to the
     ECG head (`edge.ecg.EcgDetector.use_classifier`). One it cannot run is refused whole, as
     rule 6 says, naming the field; a bundle without one leaves the ECG head on its
     class-free rules.
@@ -103,6 +104,7 @@ from edge.events import Detection, Driver, Priority
 from edge.explain import MAX_DRIVERS
 from firmware_bridge.frames import PROTOCOL_VERSION
 from models.beat_classifier import COMPONENT as BEAT_COMPONENT
+from models.beat_classifier import NOVELTY as BEAT_NOVELTY
 from models.beat_classifier import BeatClassifier, BeatClassifierError
 from models.beats import BEAT_SPEC_VERSION
 from models.bundle import Bundle, BundleError, bundle_location, load_bundle
@@ -304,6 +306,7 @@ def beat_classifier(bundle: Bundle) -> BeatClassifier | None:
                       f"spec version {BEAT_SPEC_VERSION} (models/beats.py)")
     try:
         return BeatClassifier.from_bundle(m.extra, m.thresholds, bundle.components[BEAT_COMPONENT],
+                                          novelty=bundle.components.get(BEAT_NOVELTY),
                                           version=bundle.version)
     except BeatClassifierError as exc:
         raise _refuse(str(exc)) from exc

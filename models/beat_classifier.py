@@ -1,15 +1,25 @@
 """The beat model on the device: every ECG beat's AAMI class from its `models.beats` row.
 
-What a bundle carries for it (BUNDLE.md, "Beat model"): the component `beat_classifier`
-(kind ``beat_classifier``: a full-int8 TFLite network run one beat at a time, its golden
-vectors scaled input rows), ``extra.beats`` (the beat spec, the RR scaling constants, the
-output class names) and the thresholds ``beat.v`` and ``beat.s``. Training
+What a bundle carries for it (BUNDLE.md, "Beat model"): the components `beat_classifier`
+(the class network) and `beat_novelty` (an autoencoder of the shape window), both of kind
+``tflite_rows`` (full-int8 TFLite networks run one beat at a time; golden vectors are input
+rows), ``extra.beats`` (the beat spec, the RR scaling constants, the output class names) and
+the thresholds ``beat.v``, ``beat.s``, ``beat.f`` and ``beat.novelty_mse``. Training
 (`training.beat_model`) fits those; this module is the one place that turns a feature row
 into the network's input, so training and device cannot scale differently.
 
 Decision rule (`BeatClassifier.label`), thresholds tuned on validation patients: V when
-P(V) >= ``beat.v``; else S when P(S) >= ``beat.s``; else the most probable of N and F. A
-ventricular call comes first because it is the one that drives the high-priority alarms.
+P(V) >= ``beat.v``; else S when P(S) >= ``beat.s``; else F when P(F) >= ``beat.f``; else N.
+A ventricular call comes first because it is the one that drives the high-priority alarms.
+
+Novelty: a beat whose shape window the autoencoder reconstructs with a mean squared error
+above ``beat.novelty_mse`` (unit-RMS window units; the 99.5th percentile of validation
+patients' beats) is unlike anything in training, so its N, S or F call is not trusted: it
+is classed Q (unclassifiable). A V call stands: a ventricular beat of a shape never seen
+is still one, and missing a run costs more than a false one.
+Every class has its own threshold because training weighs the classes equally (F beats are
+under 1 % of the data, so they weigh about 30 times a normal beat): the most probable class
+over-calls the rare ones on patients unlike the training set.
 """
 
 from __future__ import annotations
@@ -27,6 +37,8 @@ from models.beats import RR_FEATURE_NAMES, BeatSpec
 
 __all__ = [
     "COMPONENT",
+    "NOVELTY",
+    "ROW_KIND",
     "BeatClassifier",
     "BeatClassifierError",
     "BeatInput",
@@ -35,9 +47,14 @@ __all__ = [
 ]
 
 COMPONENT: Final = "beat_classifier"
-"""Component name (and loader kind) of the beat model in a bundle."""
+"""Component name of the class network in a bundle."""
+NOVELTY: Final = "beat_novelty"
+"""Component name of the shape autoencoder."""
+ROW_KIND: Final = "tflite_rows"
+"""Loader kind of both: `RowModel`."""
 CLASS_NAMES: Final = ("N", "S", "V", "F")
-THRESHOLD_KEYS: Final = ("beat.v", "beat.s")
+THRESHOLD_KEYS: Final = ("beat.v", "beat.s", "beat.f")
+NOVELTY_KEY: Final = "beat.novelty_mse"
 
 
 class BeatClassifierError(ValueError):
@@ -78,7 +95,7 @@ def scale_rows(rows: NDArray[np.floating[Any]], scaling: BeatInput) -> NDArray[n
 
 
 class RowModel:
-    """Bundle loader of kind ``beat_classifier``: a batch-1 TFLite model scored row by row.
+    """Bundle loader of kind ``tflite_rows``: a batch-1 TFLite model scored row by row.
 
     The golden check and `BeatClassifier` both go through `score`, the device's code path.
     """
@@ -98,7 +115,7 @@ class RowModel:
         return int(self.model.input_shape[1])
 
     def score(self, x: NDArray[Any]) -> NDArray[np.float32]:
-        """(n, n_inputs) scaled float32 rows -> (n, n_outputs) probabilities."""
+        """(n, n_inputs) float32 rows -> (n, n_outputs) outputs."""
         rows = np.asarray(x, dtype=np.float32)
         out = np.empty((rows.shape[0], int(self.model.output_shape[-1])), dtype=np.float32)
         for i in range(rows.shape[0]):
@@ -111,7 +128,7 @@ class BeatClassifier:
 
     def __init__(
         self, spec: BeatSpec, scaling: BeatInput, model: RowModel, thresholds: Mapping[str, float],
-        *, version: str = "",
+        *, novelty: RowModel | None = None, version: str = "",
     ) -> None:
         if model.n_inputs != spec.n_features:
             raise BeatClassifierError(
@@ -127,23 +144,38 @@ class BeatClassifier:
             t = thresholds.get(key)
             if t is None or not 0.0 < t < 1.0:
                 raise BeatClassifierError(f"thresholds.{key} must be in (0, 1), got {t!r}")
+        if novelty is not None:
+            if novelty.model.input_shape != (1, spec.n_points) or \
+                    novelty.model.output_shape != (1, spec.n_points):
+                raise BeatClassifierError(
+                    f"{NOVELTY}: must map (1, {spec.n_points}) to (1, {spec.n_points}), got "
+                    f"{novelty.model.input_shape} -> {novelty.model.output_shape}"
+                )
+            t = thresholds.get(NOVELTY_KEY)
+            if t is None or not (math.isfinite(t) and t > 0):
+                raise BeatClassifierError(f"thresholds.{NOVELTY_KEY} must be > 0, got {t!r}")
+            self._t_novel = float(t)
         self.spec = spec
         self.scaling = scaling
         self.model = model
+        self.novelty = novelty
         self.version = version
         self._t_v = float(thresholds["beat.v"])
         self._t_s = float(thresholds["beat.s"])
+        self._t_f = float(thresholds["beat.f"])
 
     @classmethod
     def from_bundle(cls, manifest_extra: Mapping[str, Any], thresholds: Mapping[str, float],
-                    component: Any, *, version: str = "") -> BeatClassifier:
-        """From a loaded bundle's ``extra`` and thresholds and its `RowModel` component;
+                    component: Any, *, novelty: Any = None, version: str = "",
+                    ) -> BeatClassifier:
+        """From a loaded bundle's ``extra`` and thresholds and its `RowModel` components;
         BeatClassifierError names what does not fit."""
         raw = manifest_extra.get("beats")
         if not isinstance(raw, Mapping):
             raise BeatClassifierError("extra.beats is missing (spec, rr_mean, rr_std, rr_clip)")
-        if not isinstance(component, RowModel):
-            raise BeatClassifierError(f"component {COMPONENT} must be of kind {COMPONENT}")
+        for name, comp in ((COMPONENT, component), (NOVELTY, novelty)):
+            if comp is not None and not isinstance(comp, RowModel):
+                raise BeatClassifierError(f"component {name} must be of kind {ROW_KIND}")
         try:
             spec = BeatSpec.from_dict(raw["spec"])
             scaling = BeatInput(
@@ -158,23 +190,34 @@ class BeatClassifier:
             raise BeatClassifierError(f"extra.beats: {exc}") from exc
         if classes != CLASS_NAMES:
             raise BeatClassifierError(f"extra.beats.classes must be {list(CLASS_NAMES)}")
-        return cls(spec, scaling, component, thresholds, version=version)
+        return cls(spec, scaling, component, thresholds, novelty=novelty, version=version)
 
     def probabilities(self, rows: NDArray[np.floating[Any]]) -> NDArray[np.float32]:
         """(n, 4) P(N, S, V, F) of raw `models.beats` rows."""
         return self.model.score(self.scaling(rows))
 
-    def label(self, probs: Sequence[float] | NDArray[np.floating[Any]]) -> str:
+    def novelty_mse(self, rows: NDArray[np.floating[Any]]) -> NDArray[np.float64]:
+        """(n,) reconstruction MSE of the rows' shape windows; NaN without a novelty model."""
+        x = np.array(rows, dtype=np.float32, ndmin=2)[:, self.spec.window_columns]
+        if self.novelty is None:
+            return np.full(x.shape[0], np.nan)
+        diff = self.novelty.score(x).astype(np.float64) - x
+        return np.asarray(np.mean(diff * diff, axis=1), dtype=np.float64)
+
+    def label(self, probs: Sequence[float] | NDArray[np.floating[Any]],
+              novelty_mse: float = math.nan) -> str:
         """The decision rule of the module docstring for one beat's probabilities."""
-        p_n, p_s, p_v, p_f = (float(v) for v in probs)
+        _, p_s, p_v, p_f = (float(v) for v in probs)
         if p_v >= self._t_v:
             return "V"
+        if self.novelty is not None and novelty_mse > self._t_novel:
+            return "Q"
         if p_s >= self._t_s:
             return "S"
-        return "F" if p_f > p_n else "N"
+        return "F" if p_f >= self._t_f else "N"
 
     def classify(self, row: NDArray[np.floating[Any]]) -> tuple[str, NDArray[np.float32]]:
         """One beat's class and its probabilities."""
         p = self.probabilities(row)[0]
-        return self.label(p), p
+        return self.label(p, float(self.novelty_mse(row)[0])), p
 

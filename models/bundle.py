@@ -31,8 +31,7 @@ from typing import Any, Final, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from models.beat_classifier import COMPONENT as BEAT_COMPONENT
-from models.beat_classifier import RowModel
+from models.beat_classifier import ROW_KIND, RowModel
 from models.dbscan import DbscanScorer
 from models.iforest import IsolationForestScorer
 from models.logistic import LogisticScorer
@@ -98,7 +97,7 @@ register_loader("tflite", _TFLiteComponent)
 register_loader("iforest", IsolationForestScorer.load)
 register_loader("dbscan", DbscanScorer.load)
 register_loader("logistic", LogisticScorer.load)
-register_loader(BEAT_COMPONENT, RowModel)
+register_loader(ROW_KIND, RowModel)
 
 
 @dataclass(frozen=True, slots=True)

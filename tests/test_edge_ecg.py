@@ -92,6 +92,19 @@ def test_a_normal_patient_has_beats_and_a_heart_rate_and_no_rhythm_alarm() -> No
     assert abs(st.beats - expected) < 0.05 * expected + 4  # learning period and latency
 
 
+def test_the_beat_model_classes_a_synthetic_normal_patient_normal() -> None:
+    """The simulator's synthetic ECG (Gaussian P-QRS-T waves) is not real, but its beats are
+    normal: with the shipped beat model a normal adult shows no abnormal beats to speak of
+    and no rhythm alarm."""
+    core = _core_with_beat_model()
+    events = _run(core, 150)
+    assert [e.kind for e in events if e.kind in RHYTHM_KINDS] == []
+    summary = _ecg(core).summary("bed1")
+    assert summary is not None
+    assert summary["abnormal_per_min"] is not None
+    assert summary["abnormal_per_min"] <= 2
+
+
 def test_lead_off_is_a_technical_alarm_only() -> None:
     core = _core()
     kinds = _new(_run(core, 90, ("lead_off@40:20",)))

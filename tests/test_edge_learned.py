@@ -621,6 +621,7 @@ def _beat_variant(tmp_path: Path, name: str, edit: Callable[[dict[str, Any]], No
         ("classes", lambda m: m["extra"]["beats"].update(classes=["N", "V"]), "classes"),
         ("rr", lambda m: m["extra"]["beats"].update(rr_std=[0.0] * 9), "rr_std"),
         ("threshold", lambda m: m["thresholds"].pop("beat.v"), "thresholds.beat.v"),
+        ("novelty", lambda m: m["thresholds"].pop("beat.novelty_mse"), "beat.novelty_mse"),
     ],
 )
 def test_a_bundle_whose_beat_model_cannot_run_is_refused_whole(
@@ -645,6 +646,7 @@ def test_the_shipped_bundle_gives_the_ecg_head_its_beat_model_and_a_reload_keeps
     setup = load_learned(config)
     (ecg,) = [d for d in setup.detectors if isinstance(d, EcgDetector)]
     assert setup.beats is not None
+    assert setup.beats.novelty is not None
     assert ecg.classifier is setup.beats
     again = setup.with_defaults(config)
     (ecg2,) = [d for d in again.detectors if isinstance(d, EcgDetector)]

@@ -49,7 +49,7 @@ def test_threshold_maximises_f1_on_the_grid() -> None:
 def test_fitted_beat_model_has_thresholds_golden_rows_and_figures(
     artifacts: BeatModelArtifacts,
 ) -> None:
-    assert set(artifacts.thresholds) == {"beat.v", "beat.s"}
+    assert set(artifacts.thresholds) == {"beat.v", "beat.s", "beat.f", "beat.novelty_mse"}
     assert all(0.05 <= t <= 0.95 for t in artifacts.thresholds.values())
     assert artifacts.golden_input.shape[1] == DEFAULT_SPEC.n_features
     assert 4 <= artifacts.golden_input.shape[0] <= 4 * GOLDEN_PER_CLASS
@@ -84,6 +84,19 @@ def test_the_edge_loads_the_added_beat_model_as_at_start_up(
     assert setup.beats.version == "v-beats"
     got = setup.beats.model.score(artifacts.golden_input)
     np.testing.assert_allclose(got, artifacts.golden_output, atol=1e-6)
+    assert setup.beats.novelty is not None
+    # Novelty: real beats mostly under the threshold, white noise far above it, and a noise
+    # "beat" the network does not call V is classed Q (models/beat_classifier.py).
+    t = bundle.manifest.thresholds["beat.novelty_mse"]
+    real = setup.beats.novelty_mse(artifacts.golden_input)
+    assert np.median(real) < t
+    noise = np.random.default_rng(0).normal(size=(20, DEFAULT_SPEC.n_features))
+    noise[:, DEFAULT_SPEC.rr_columns] = artifacts.golden_input[0, DEFAULT_SPEC.rr_columns]
+    novel = setup.beats.novelty_mse(noise) > t
+    assert np.mean(novel) >= 0.8  # a tiny, 2-epoch model
+    labels = np.array([setup.beats.classify(row)[0] for row in noise])
+    assert set(labels[novel]) <= {"Q", "V"}
+    assert "Q" in labels
     with pytest.raises(FileExistsError):
         add_beat_model(packaged_bundle(), out, artifacts)
 

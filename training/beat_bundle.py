@@ -2,17 +2,20 @@
 
 `fit_beat_model` trains `training.beat_model` on the labelled beats of the records given (the
 non-paced MIT-BIH records: DS1 on a full database), converts it to full int8 and tunes the
-decision thresholds ``beat.v`` and ``beat.s`` (`models.beat_classifier`) on the *validation
-records* the training held out for early stopping: beats of patients the fitted weights never
-saw, from int8 probabilities through the device's loader. `add_beat_model` writes a new bundle:
-every file, threshold and golden vector of an existing (verified) bundle, plus the beat model
-with its golden vectors, ``extra.beats`` and ``requires.beat_spec_version``.
+decision thresholds ``beat.v``, ``beat.s`` and ``beat.f`` (`models.beat_classifier`) on the
+*validation records* the training held out for early stopping: beats of patients the fitted
+weights never saw, from int8 probabilities through the device's loader. `add_beat_model`
+writes a new bundle: every file, threshold and golden vector of an existing (verified)
+bundle, plus the beat model with its golden vectors, ``extra.beats`` and
+``requires.beat_spec_version``.
 
-Threshold choice: for V and for S separately, the value on a 0.05 grid (0.05 to 0.95) that
+Threshold choice: for V, S and F separately, the value on a 0.05 grid (0.05 to 0.95) that
 maximises F1 of "P(class) >= t" on the validation beats (ties: the lowest, the more
 sensitive); F1 weighs sensitivity and positive predictivity equally, as the AAMI Se / +P pair
 does. A class absent from the validation
-records keeps 0.5.
+records keeps 0.5. ``beat.novelty_mse`` is the `NOVELTY_QUANTILE` of the int8 autoencoder's
+reconstruction error over the validation beats: about 1 beat in 200 of patients not trained
+on is "unlike anything seen" and classed Q unless called V.
 """
 
 from __future__ import annotations
@@ -28,12 +31,27 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
-from models.beat_classifier import CLASS_NAMES, COMPONENT, BeatInput, RowModel
+from models.beat_classifier import (
+    CLASS_NAMES,
+    COMPONENT,
+    NOVELTY,
+    NOVELTY_KEY,
+    ROW_KIND,
+    BeatInput,
+    RowModel,
+)
 from models.beats import AAMI_CLASSES, BEAT_SPEC_VERSION, DEFAULT_SPEC
 from models.bundle import GOLDEN_FILE, MANIFEST_FILE, load_bundle
 from training.beat_eval import FoldScores
 from training.beat_eval import metrics as beat_metrics
-from training.beat_model import TrainedBeatModel, predict_tflite, to_int8_model, train_fold
+from training.beat_model import (
+    TrainedBeatModel,
+    novelty_int8,
+    predict_tflite,
+    to_int8_model,
+    train_fold,
+    train_novelty,
+)
 from training.bundle import ComponentFile, Golden, write_bundle
 from training.ecg_data import BeatDataset, RecordBeats
 
@@ -52,9 +70,13 @@ GOLDEN_PER_CLASS: Final = 8
 """Golden beats per AAMI class (N, S, V, F), from the validation records."""
 GOLDEN_ATOL: Final = 2.0 / 256
 """Two output quanta of the int8 softmax: another CPU's int8 kernels may round one step apart."""
+NOVELTY_GOLDEN_ATOL: Final = 0.1
+"""The autoencoder's output quantum is about (output range) / 256, some 0.04 for unit-RMS
+windows; two quanta and a margin."""
 REPRESENTATIVE: Final = 2000
 """Training beats that calibrate the int8 ranges."""
 _GRID: Final = np.round(np.arange(0.05, 0.951, 0.05), 2)
+NOVELTY_QUANTILE: Final = 0.995
 
 
 @dataclass
@@ -62,24 +84,25 @@ class BeatModelArtifacts:
     """What the bundle gets: int8 network, input scaling, thresholds, golden rows, figures."""
 
     tflite: bytes
+    novelty_tflite: bytes
     scaling: BeatInput
     thresholds: dict[str, float]
     golden_input: NDArray[np.float32]
     golden_output: NDArray[np.float32]
+    novelty_golden_output: NDArray[np.float32]
     metrics: dict[str, Any]
     trained: TrainedBeatModel
     training_data: dict[str, Any] = field(default_factory=dict)
 
-    def runner(self, directory: Path) -> RowModel:
-        """The int8 network through the device's loader (written into ``directory``)."""
-        path = directory / f"{COMPONENT}.tflite"
-        path.write_bytes(self.tflite)
+    def runner(self, directory: Path, component: str = COMPONENT) -> RowModel:
+        """An int8 network through the device's loader (written into ``directory``)."""
+        path = directory / f"{component}.tflite"
+        path.write_bytes(self.tflite if component == COMPONENT else self.novelty_tflite)
         return RowModel(path)
 
     def decide(self, p: NDArray[np.floating[Any]]) -> FoldScores:
         """Scores and decisions (the device's rule at the tuned thresholds) of probabilities."""
-        return _scores(np.asarray(p, dtype=np.float64), self.thresholds["beat.v"],
-                       self.thresholds["beat.s"])
+        return _scores(np.asarray(p, dtype=np.float64), self.thresholds)
 
 
 def tune_threshold(p: NDArray[np.floating[Any]], positive: NDArray[np.bool_]) -> float:
@@ -96,17 +119,18 @@ def tune_threshold(p: NDArray[np.floating[Any]], positive: NDArray[np.bool_]) ->
     return best_t
 
 
-def _label_codes(p: NDArray[np.float64], t_v: float, t_s: float) -> NDArray[np.int8]:
+def _label_codes(p: NDArray[np.float64], t: Mapping[str, float]) -> NDArray[np.int8]:
     """`models.beat_classifier.BeatClassifier.label` over many beats, as AAMI codes."""
     code = {c: AAMI_CLASSES.index(c) for c in CLASS_NAMES}
-    n_or_f = np.where(p[:, code["F"]] > p[:, code["N"]], code["F"], code["N"])
+    t_v, t_s = t["beat.v"], t["beat.s"]
+    n_or_f = np.where(p[:, code["F"]] >= t["beat.f"], code["F"], code["N"])
     out = np.where(p[:, code["S"]] >= t_s, code["S"], n_or_f)
     return np.where(p[:, code["V"]] >= t_v, code["V"], out).astype(np.int8)
 
 
-def _scores(p: NDArray[np.float64], t_v: float, t_s: float) -> FoldScores:
+def _scores(p: NDArray[np.float64], thresholds: Mapping[str, float]) -> FoldScores:
     v, s = AAMI_CLASSES.index("V"), AAMI_CLASSES.index("S")
-    return FoldScores(1.0 - p[:, 0], p[:, v], p[:, s], _label_codes(p, t_v, t_s))
+    return FoldScores(1.0 - p[:, 0], p[:, v], p[:, s], _label_codes(p, thresholds))
 
 
 def fit_beat_model(
@@ -124,6 +148,10 @@ def fit_beat_model(
                       replace=False)
     tflite = to_int8_model(trained, data.features[np.sort(pick)])
     val = data.subset(trained.val_records)
+    windows = DEFAULT_SPEC.window_columns
+    ae = train_novelty(data.features[fit_rows][:, windows], val.features[:, windows], seed=seed,
+                       epochs=max(epochs, 2))
+    ae_tflite = novelty_int8(ae, data.features[np.sort(pick)][:, windows])
     with tempfile.TemporaryDirectory(prefix="vigil-beat-") as tmp:
         path = Path(tmp) / "beat.tflite"
         path.write_bytes(tflite)
@@ -132,22 +160,31 @@ def fit_beat_model(
         golden_rows = _golden_rows(val, rng)
         golden_in = trained.scaler(val.features[golden_rows])
         golden_out = runner.score(golden_in)
-    v, s = AAMI_CLASSES.index("V"), AAMI_CLASSES.index("S")
+        ae_path = Path(tmp) / "novelty.tflite"
+        ae_path.write_bytes(ae_tflite)
+        ae_runner = RowModel(ae_path)
+        val_windows = val.features[:, windows].astype(np.float32)
+        recon = ae_runner.score(val_windows).astype(np.float64)
+        val_mse = np.mean((recon - val_windows) ** 2, axis=1)
+        novelty_golden = ae_runner.score(val_windows[golden_rows])
     thresholds = {
-        "beat.v": tune_threshold(p_val[:, v], val.aami == v),
-        "beat.s": tune_threshold(p_val[:, s], val.aami == s),
+        f"beat.{c.lower()}": tune_threshold(p_val[:, k], val.aami == k)
+        for c in ("V", "S", "F") for k in [AAMI_CLASSES.index(c)]
     }
-    scores = _scores(p_val, thresholds["beat.v"], thresholds["beat.s"])
+    thresholds[NOVELTY_KEY] = round(float(np.quantile(val_mse, NOVELTY_QUANTILE)), 6)
+    scores = _scores(p_val, thresholds)
     figures = {k: round(float(x), 4) for k, x in beat_metrics(val.aami, scores).items()}
     counts = data.counts()
     _log.info("beat model: %d epochs, validation records %s, thresholds %s, %s",
               trained.epochs_run, trained.val_records, thresholds, figures)
     return BeatModelArtifacts(
         tflite=tflite,
+        novelty_tflite=ae_tflite,
         scaling=trained.scaler,
         thresholds=thresholds,
         golden_input=golden_in,
         golden_output=golden_out,
+        novelty_golden_output=novelty_golden,
         metrics={"validation_records": trained.val_records, "epochs_run": trained.epochs_run,
                  "int8_at_thresholds": figures,
                  "note": "validation records only (early stopping and thresholds); the "
@@ -181,20 +218,24 @@ def add_beat_model(
     raw = json.loads((src / MANIFEST_FILE).read_text(encoding="utf-8"))
     with np.load(src / GOLDEN_FILE, allow_pickle=False) as g:
         golden_arrays = {k: g[k] for k in g.files}
+    ours = (COMPONENT, NOVELTY)
     components = {
         name: ComponentFile(c["kind"], src / c["file"], c["file"])
-        for name, c in raw["components"].items() if name != COMPONENT
+        for name, c in raw["components"].items() if name not in ours
     }
     golden = {
         name: Golden(golden_arrays[f"{name}.input"], golden_arrays[f"{name}.output"],
                      float(tol["atol"]))
-        for name, tol in raw["golden"].items() if name != COMPONENT
+        for name, tol in raw["golden"].items() if name not in ours
     }
     with tempfile.TemporaryDirectory(prefix="vigil-beat-") as tmp:
-        model_path = Path(tmp) / f"{COMPONENT}.tflite"
-        model_path.write_bytes(art.tflite)
-        components[COMPONENT] = ComponentFile(COMPONENT, model_path, model_path.name)
+        for name, blob in ((COMPONENT, art.tflite), (NOVELTY, art.novelty_tflite)):
+            model_path = Path(tmp) / f"{name}.tflite"
+            model_path.write_bytes(blob)
+            components[name] = ComponentFile(ROW_KIND, model_path, model_path.name)
         golden[COMPONENT] = Golden(art.golden_input, art.golden_output, GOLDEN_ATOL)
+        windows = art.golden_input[:, DEFAULT_SPEC.window_columns]
+        golden[NOVELTY] = Golden(windows, art.novelty_golden_output, NOVELTY_GOLDEN_ATOL)
         extra = {**raw.get("extra", {}), "beats": {
             "spec": DEFAULT_SPEC.to_dict(),
             "rr_mean": [float(v) for v in art.scaling.rr_mean],
