@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from models.beats import DEFAULT_SPEC
 from training.beat_eval import (
     CLASS_MODELS,
     FoldScores,
@@ -48,6 +49,7 @@ from training.ecg_data import (
 )
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA_MITDB = DEFAULT_DATA / "mitdb"  # set from --data in main
 
 
 def pct(x: float) -> str:
@@ -77,11 +79,11 @@ def table(rows: dict[str, dict[str, float]]) -> list[str]:
     return lines
 
 
-CNN_MODELS = ("cnn_float", "cnn_int8")
+CNN_MODELS = ("cnn_float", "cnn_int8", "novelty_int8")
 AUROC_KEYS = ("auroc_abnormal", "auroc_v", "auroc_s")
 
 
-def _scores(p: np.ndarray) -> FoldScores:
+def _argmax_scores(p: np.ndarray) -> FoldScores:
     """Columns N, S, V, F -> the scores of `training.beat_eval` (1 - P(N), P(V), P(S))."""
     return FoldScores(1.0 - p[:, 0], p[:, 2], p[:, 1], np.argmax(p, axis=1).astype(np.int8))
 
@@ -89,47 +91,116 @@ def _scores(p: np.ndarray) -> FoldScores:
 def evaluate_cnn(
     data: BeatDataset, folds: Sequence[Sequence[str]], *, seed: int, epochs: int
 ) -> dict[str, Any]:
-    """Train the CNN on all folds but one, score the held-out fold as float and int8."""
-    from training.beat_model import (  # noqa: PLC0415 - TensorFlow only when the CNN runs
-        predict_float,
-        predict_tflite,
-        to_int8_model,
-        train_fold,
-    )
+    """Per fold, what `vigil-train ecg fit` ships, trained on the other folds' records
+    (`training.beat_bundle.fit_beat_model`: early stopping and thresholds on its own
+    validation records): the float network (``cnn_float``, decision = most probable class),
+    the int8 network through the device's loader at the tuned thresholds with the novelty
+    rule (``cnn_int8``), and the int8 novelty autoencoder's MSE as a one-class score
+    (``novelty_int8``)."""
+    import tempfile  # noqa: PLC0415
+
+    from models.beat_classifier import NOVELTY, BeatClassifier  # noqa: PLC0415
+    from training.beat_bundle import fit_beat_model  # noqa: PLC0415 - TensorFlow only here
+    from training.beat_model import predict_float, predict_tflite  # noqa: PLC0415
+    from training.ecg_data import load_mitdb  # noqa: PLC0415
 
     per_fold: list[dict[str, Any]] = []
-    probs: dict[str, list[np.ndarray]] = {m: [] for m in CNN_MODELS}
+    scores: dict[str, list[FoldScores]] = {m: [] for m in CNN_MODELS}
     labels = []
     for i, test_records in enumerate(folds):
         t0 = time.perf_counter()
         train_records = [r for j, f in enumerate(folds) if j != i for r in f]
-        train, test = data.subset(train_records), data.subset(test_records)
-        trained = train_fold(train, seed=seed + i, epochs=epochs)
-        p_float = predict_float(trained, test.features)
-        p_int8 = predict_tflite(
-            to_int8_model(trained, train.features), trained.scaler, test.features
-        )
-        probs["cnn_float"].append(p_float)
-        probs["cnn_int8"].append(p_int8)
+        test = data.subset(test_records)
+        art = fit_beat_model(load_mitdb(DATA_MITDB, train_records), seed=seed + i, epochs=epochs)
+        p_float = predict_float(art.trained, test.features)
+        with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp:
+            p_int8 = predict_tflite(art.runner(Path(tmp)), art.scaling, test.features)
+        # The device's rule, novelty included, at the thresholds tuned on validation records.
+        with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp:
+            clf = BeatClassifier(
+                DEFAULT_SPEC, art.scaling, art.runner(Path(tmp)), art.thresholds,
+                novelty=art.runner(Path(tmp), NOVELTY),
+            )
+            mse = clf.novelty_mse(test.features)
+        codes = {c: k for k, c in enumerate("NSVFQ")}
+        decision = np.array([codes[clf.label(p, m)] for p, m in zip(p_int8, mse, strict=True)],
+                            dtype=np.int8)
+        fold_scores = {
+            "cnn_float": _argmax_scores(p_float),
+            "cnn_int8": FoldScores(1.0 - p_int8[:, 0], p_int8[:, 2], p_int8[:, 1], decision),
+            "novelty_int8": FoldScores(mse, mse, mse, None),
+        }
+        for name, sc in fold_scores.items():
+            scores[name].append(sc)
         labels.append(test.aami)
         per_fold.append(
             {
-                "metrics": {
-                    "cnn_float": metrics(test.aami, _scores(p_float)),
-                    "cnn_int8": metrics(test.aami, _scores(p_int8)),
-                },
-                "val_records": trained.val_records,
-                "epochs_run": trained.epochs_run,
+                "metrics": {name: metrics(test.aami, sc) for name, sc in fold_scores.items()},
+                "val_records": art.metrics["validation_records"],
+                "epochs_run": art.metrics["epochs_run"],
+                "thresholds": art.thresholds,
+                "novel_fraction": float(np.mean(decision == codes["Q"])),
                 "seconds": time.perf_counter() - t0,
             }
         )
     y = np.concatenate(labels)
-    pooled = {m: metrics(y, _scores(np.concatenate(probs[m]))) for m in CNN_MODELS}
+    pooled = {m: metrics(y, _pool(scores[m])) for m in CNN_MODELS}
     return {"folds": per_fold, "pooled": pooled}
+
+
+def _pool(parts: list[FoldScores]) -> FoldScores:
+    cat = [np.concatenate([getattr(p, k) for p in parts]) for k in ("abnormal", "v", "s")]
+    decisions = [p.decision for p in parts]
+    decision = None if any(d is None for d in decisions) else np.concatenate(decisions)
+    return FoldScores(cat[0], cat[1], cat[2], decision)
+
+
+def ecg5000_autoencoder(ecg: Any, seed: int) -> dict[str, float]:
+    """The novelty autoencoder's architecture (training.beat_model.train_novelty) trained on
+    ECG5000's training normals (40 of them held out for early stopping), float and int8."""
+    import tempfile  # noqa: PLC0415
+
+    from models.beat_classifier import RowModel  # noqa: PLC0415
+    from training.beat_eval import _auc  # noqa: PLC0415
+    from training.beat_model import novelty_int8, train_novelty  # noqa: PLC0415
+    from training.ecg_data import Ecg5000  # noqa: PLC0415
+
+    normals = ecg.train_x[~Ecg5000.abnormal(ecg.train_y)].astype(np.float32)
+    order = np.random.default_rng(seed).permutation(len(normals))
+    fit, val = normals[order[40:]], normals[order[:40]]
+    model = train_novelty(fit, val, seed=seed, epochs=50, patience=20, batch_size=32)
+    x = ecg.test_x.astype(np.float32)
+    y = Ecg5000.abnormal(ecg.test_y)
+    out: dict[str, float] = {}
+    rec = np.asarray(model.predict(x, verbose=0), dtype=np.float64)
+    out["float"] = _auc(y, np.mean((rec - x) ** 2, axis=1))[0]
+    with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp:
+        path = Path(tmp) / "ae.tflite"
+        path.write_bytes(novelty_int8(model, fit))
+        rec8 = RowModel(path).score(x).astype(np.float64)
+    out["int8"] = _auc(y, np.mean((rec8 - x) ** 2, axis=1))[0]
+    return out
 
 
 def _drops(rows: dict[str, dict[str, float]]) -> str:
     return ", ".join(f"{k} {rows['cnn_float'][k] - rows['cnn_int8'][k]:+.4f}" for k in AUROC_KEYS)
+
+
+def report_ecg5000(args: argparse.Namespace) -> dict[str, Any]:
+    """ECG5000 test split: one-class baselines and the novelty autoencoder, printed."""
+    ecg5000 = load_ecg5000(args.data / "ecg5000")
+    ecg = evaluate_ecg5000(ecg5000, seed=args.seed, n_jobs=args.jobs)
+    ae = {} if args.no_cnn else ecg5000_autoencoder(ecg5000, args.seed)
+    print("\nECG5000 test split (one-class on the training split's normals):")
+    for kind, auroc in ae.items():
+        print(f"  autoencoder {kind:5} AUROC {auroc:.4f}  (the beat novelty architecture)")
+    for name, m in ecg.items():
+        print(
+            f"  {name:12} AUROC {m['auroc']:.4f}  AUPRC {m['auprc']:.4f}  "
+            f"({int(m['train_normals'])} training normals, {int(m['test_beats'])} test beats, "
+            f"{int(m['test_abnormal'])} abnormal)"
+        )
+    return {**ecg, **{f"autoencoder_{k}": {"auroc": v} for k, v in ae.items()}}
 
 
 def main() -> None:
@@ -144,7 +215,8 @@ def main() -> None:
     args = parser.parse_args()
 
     t0 = time.perf_counter()
-    mitdb = args.data / "mitdb"
+    global DATA_MITDB  # noqa: PLW0603 - evaluate_cnn reads the records again per fold
+    mitdb = DATA_MITDB = args.data / "mitdb"
     print(find_records(mitdb).summary())
     records = load_mitdb(mitdb)  # paced records excluded
     leads = sorted({(r.record, r.lead) for r in records})
@@ -180,7 +252,9 @@ def main() -> None:
             c = fold["cnn"]
             print(
                 f"cnn: validation records {' '.join(c['val_records'])}, {c['epochs_run']} "
-                f"epochs, {c['seconds']:.1f} s; int8 AUROC drop {_drops(fold['metrics'])}"
+                f"epochs, {c['seconds']:.1f} s; thresholds {c['thresholds']}; novel (Q) "
+                f"{100 * c['novel_fraction']:.2f} % of beats; int8 AUROC drop "
+                f"{_drops(fold['metrics'])}"
             )
     pooled = result["pooled"]
     print(
@@ -192,14 +266,7 @@ def main() -> None:
     if not args.no_cnn:
         print(f"cnn int8 vs float pooled AUROC drop (target <= 0.005): {_drops(pooled['metrics'])}")
 
-    ecg = evaluate_ecg5000(load_ecg5000(args.data / "ecg5000"), seed=args.seed, n_jobs=args.jobs)
-    print("\nECG5000 test split (one-class on the training split's normals):")
-    for name, m in ecg.items():
-        print(
-            f"  {name:12} AUROC {m['auroc']:.4f}  AUPRC {m['auprc']:.4f}  "
-            f"({int(m['train_normals'])} training normals, {int(m['test_beats'])} test beats, "
-            f"{int(m['test_abnormal'])} abnormal)"
-        )
+    ecg = report_ecg5000(args)
     total = time.perf_counter() - t0
     print(
         f"\ntotal {total:.1f} s (loading {t_load:.1f} s, baselines {t_base:.1f} s, "

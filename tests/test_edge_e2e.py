@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _data import shared_data_dir
 
 from firmware_bridge.codec import SYNC, encode
 from firmware_bridge.frames import HelloFrame, Sensor, StatusFlag, StatusFrame, VitalsFrame
@@ -143,9 +144,9 @@ class EdgeProcess:
         return self.proc.returncode
 
 
-def _write_config(
+def _write_config(  # noqa: PLR0917 - a test helper
     path: Path, broker: MosquittoBroker, device: str, serial: str, state_dir: str = "",
-    **alarms: float,
+    extra: str = "", **alarms: float,
 ) -> Path:
     timing = {
         "onset_s": 0.5,
@@ -180,6 +181,7 @@ state_dir = "{state_dir}"
 """
         + "\n".join(f"{k} = {v}" for k, v in timing.items())
         + "\n"
+        + extra
     )
     return path
 
@@ -194,12 +196,14 @@ class Rig:
     _collector: Callable[..., MqttCollector]
     edges: list[EdgeProcess] = field(default_factory=list)
 
-    def config(self, serial: str, state_dir: str = "", **alarms: float) -> Path:
+    def config(self, serial: str, state_dir: str = "", extra: str = "",
+               **alarms: float) -> Path:
         path = self.tmp_path / "edge.toml"
-        return _write_config(path, self.broker, self.device, serial, state_dir, **alarms)
+        return _write_config(path, self.broker, self.device, serial, state_dir, extra, **alarms)
 
-    def edge(self, serial: str, state_dir: str = "", **alarms: float) -> EdgeProcess:
-        proc = EdgeProcess(self.config(serial, state_dir, **alarms))
+    def edge(self, serial: str, state_dir: str = "", extra: str = "",
+             **alarms: float) -> EdgeProcess:
+        proc = EdgeProcess(self.config(serial, state_dir, extra, **alarms))
         self.edges.append(proc)
         return proc
 
@@ -468,5 +472,43 @@ def test_sighup_reloads_the_limits_without_losing_a_frame(rig: Rig, feeder: Feed
     assert (bed["seq_gaps"], bed["frames_missed"], status["alerts"]["frames_dropped"]) == (0, 0, 0)
     assert edge.proc.poll() is None
     assert [a["event"] for a in sub.alerts() if a["kind"] == "hr_high"] == ["new"]
+    assert edge.stop() == 0
+    assert "Traceback" not in edge.log()
+
+
+def test_replayed_ventricular_ectopy_raises_frequent_pvcs_end_to_end(rig: Rig) -> None:
+    """Board -> edge -> alert on a real ECG: `vigil-sim` replays MIT-BIH 208 (PVCs and
+    couplets, about 33 V beats a minute) on a pty in real time (the ECG head times beats by
+    the edge clock, so no speed-up); `vigil-edge run` with [ecg] on and the shipped bundle
+    classes every beat with its int8 beat model and publishes frequent_pvcs, carrying the
+    bundle version, and the abnormal-beat rate in the vitals message."""
+    record = shared_data_dir("mitdb", "208")
+    link = rig.tmp_path / "board"
+    alerts = rig.subscribe("alert")
+    vitals = rig.subscribe("vitals")
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "firmware_bridge.sim.cli", "--replay", str(record), "--no-loop",
+         "--link", str(link), "--duration", "90", "-q"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert sim.stdout is not None
+        first = sim.stdout.readline()
+        assert first.startswith("PTY /dev/"), first + (sim.stderr.read() if sim.stderr else "")
+        edge = rig.edge(str(link), extra='[ecg]\nenabled = true\n[model]\nbundle = "default"\n')
+        pvcs = alerts.wait_for(_is_alert("frequent_pvcs", "new"), timeout_s=75).data
+        assert pvcs["priority"] == "medium"
+        assert pvcs["values"]["ecg.pvc_per_min"] >= 10
+        assert pvcs["model"].startswith("ecg-rhythm/1+vitals-default")
+        assert pvcs["model"].endswith("+ecg")
+        msg = vitals.wait_for(
+            lambda m: isinstance(m.data, dict) and isinstance(m.data.get("ecg"), dict)
+            and (m.data["ecg"].get("abnormal_per_min") or 0) >= 10, timeout_s=10).data
+        assert msg["ecg"]["hr_bpm"] is not None
+        kinds = {m.data.get("kind") for m in alerts.messages if isinstance(m.data, dict)}
+        assert not {"asystole", "ecg_unreadable", "extreme_tachycardia"} & kinds, kinds
+    finally:
+        sim.terminate()
+        sim.wait(10)
     assert edge.stop() == 0
     assert "Traceback" not in edge.log()
