@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from models.beats import DEFAULT_SPEC
+from models.beats import AAMI_CLASSES
 from training.beat_eval import (
     CLASS_MODELS,
     FoldScores,
@@ -62,7 +62,7 @@ def f3(x: float) -> str:
 
 def table(rows: dict[str, dict[str, float]]) -> list[str]:
     head = (
-        f"{'model':9} {'AUROC abn':>9} {'AUPRC abn':>9} {'AUROC V':>8} {'AUPRC V':>8} "
+        f"{'model':12} {'AUROC abn':>9} {'AUPRC abn':>9} {'AUROC V':>8} {'AUPRC V':>8} "
         f"{'AUROC S':>8} {'AUPRC S':>8} {'V Se%':>6} {'V +P%':>6} {'S Se%':>6} {'S +P%':>6} "
         f"{'S Se%@+P50':>10}"
     )
@@ -70,7 +70,7 @@ def table(rows: dict[str, dict[str, float]]) -> list[str]:
     for name, m in rows.items():
         get = m.get
         lines.append(
-            f"{name:9} {f3(m['auroc_abnormal']):>9} {f3(m['auprc_abnormal']):>9} "
+            f"{name:12} {f3(m['auroc_abnormal']):>9} {f3(m['auprc_abnormal']):>9} "
             f"{f3(m['auroc_v']):>8} {f3(m['auprc_v']):>8} {f3(m['auroc_s']):>8} "
             f"{f3(m['auprc_s']):>8} {pct(get('v_se', math.nan)):>6} "
             f"{pct(get('v_ppv', math.nan)):>6} {pct(get('s_se', math.nan)):>6} "
@@ -97,11 +97,9 @@ def evaluate_cnn(
     the int8 network through the device's loader at the tuned thresholds with the novelty
     rule (``cnn_int8``), and the int8 novelty autoencoder's MSE as a one-class score
     (``novelty_int8``)."""
-    import tempfile  # noqa: PLC0415
 
-    from models.beat_classifier import NOVELTY, BeatClassifier  # noqa: PLC0415
     from training.beat_bundle import fit_beat_model  # noqa: PLC0415 - TensorFlow only here
-    from training.beat_model import predict_float, predict_tflite  # noqa: PLC0415
+    from training.beat_model import predict_float  # noqa: PLC0415
     from training.ecg_data import load_mitdb  # noqa: PLC0415
 
     per_fold: list[dict[str, Any]] = []
@@ -113,21 +111,13 @@ def evaluate_cnn(
         test = data.subset(test_records)
         art = fit_beat_model(load_mitdb(DATA_MITDB, train_records), seed=seed + i, epochs=epochs)
         p_float = predict_float(art.trained, test.features)
-        with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp:
-            p_int8 = predict_tflite(art.runner(Path(tmp)), art.scaling, test.features)
-        # The device's rule, novelty included, at the thresholds tuned on validation records.
-        with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp:
-            clf = BeatClassifier(
-                DEFAULT_SPEC, art.scaling, art.runner(Path(tmp)), art.thresholds,
-                novelty=art.runner(Path(tmp), NOVELTY),
-            )
-            mse = clf.novelty_mse(test.features)
-        codes = {c: k for k, c in enumerate("NSVFQ")}
-        decision = np.array([codes[clf.label(p, m)] for p, m in zip(p_int8, mse, strict=True)],
-                            dtype=np.int8)
+        device = art.on_device(test.features)
+        mse = device.novelty_mse
+        decision = device.scores.decision
+        assert decision is not None
         fold_scores = {
             "cnn_float": _argmax_scores(p_float),
-            "cnn_int8": FoldScores(1.0 - p_int8[:, 0], p_int8[:, 2], p_int8[:, 1], decision),
+            "cnn_int8": device.scores,
             "novelty_int8": FoldScores(mse, mse, mse, None),
         }
         for name, sc in fold_scores.items():
@@ -139,7 +129,7 @@ def evaluate_cnn(
                 "val_records": art.metrics["validation_records"],
                 "epochs_run": art.metrics["epochs_run"],
                 "thresholds": art.thresholds,
-                "novel_fraction": float(np.mean(decision == codes["Q"])),
+                "novel_fraction": float(np.mean(decision == AAMI_CLASSES.index("Q"))),
                 "seconds": time.perf_counter() - t0,
             }
         )

@@ -15,7 +15,7 @@ sensitive); F1 weighs sensitivity and positive predictivity equally, as the AAMI
 does. A class absent from the validation
 records keeps 0.5. ``beat.novelty_mse`` is the `NOVELTY_QUANTILE` of the int8 autoencoder's
 reconstruction error over the validation beats: about 1 beat in 200 of patients not trained
-on is "unlike anything seen" and classed Q unless called V.
+on is "unlike anything seen", and an N or F call on it becomes Q.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from models.beat_classifier import (
     NOVELTY,
     NOVELTY_KEY,
     ROW_KIND,
+    BeatClassifier,
     BeatInput,
     RowModel,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "GOLDEN_ATOL",
     "GOLDEN_PER_CLASS",
     "BeatModelArtifacts",
+    "DeviceScores",
     "add_beat_model",
     "fit_beat_model",
     "tune_threshold",
@@ -100,9 +102,30 @@ class BeatModelArtifacts:
         path.write_bytes(self.tflite if component == COMPONENT else self.novelty_tflite)
         return RowModel(path)
 
-    def decide(self, p: NDArray[np.floating[Any]]) -> FoldScores:
-        """Scores and decisions (the device's rule at the tuned thresholds) of probabilities."""
-        return _scores(np.asarray(p, dtype=np.float64), self.thresholds)
+    def on_device(self, features: NDArray[np.floating[Any]]) -> DeviceScores:
+        """What the device computes for raw feature rows: int8 probabilities and novelty MSE
+        through its loaders, and its decisions (`BeatClassifier.label`: tuned thresholds,
+        novelty rule)."""
+        with tempfile.TemporaryDirectory(prefix="vigil-beat-") as tmp:
+            clf = BeatClassifier(DEFAULT_SPEC, self.scaling, self.runner(Path(tmp)),
+                                 self.thresholds, novelty=self.runner(Path(tmp), NOVELTY))
+            p = clf.probabilities(features).astype(np.float64)
+            mse = clf.novelty_mse(features)
+        codes = {c: k for k, c in enumerate(AAMI_CLASSES)}
+        decision = np.array([codes[clf.label(row, m)] for row, m in zip(p, mse, strict=True)],
+                            dtype=np.int8)
+        v, s = AAMI_CLASSES.index("V"), AAMI_CLASSES.index("S")
+        return DeviceScores(p, mse, FoldScores(1.0 - p[:, 0], p[:, v], p[:, s], decision))
+
+
+@dataclass
+class DeviceScores:
+    """`BeatModelArtifacts.on_device` output: (n, 4) probabilities, (n,) novelty MSE, and the
+    `training.beat_eval` scores with the device's decisions."""
+
+    probabilities: NDArray[np.float64]
+    novelty_mse: NDArray[np.float64]
+    scores: FoldScores
 
 
 def tune_threshold(p: NDArray[np.floating[Any]], positive: NDArray[np.bool_]) -> float:

@@ -27,7 +27,6 @@ import argparse
 import json
 import logging
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -135,7 +134,6 @@ def _lightgbm(train: BeatDataset, test: BeatDataset, seed: int) -> np.ndarray:
 def _evaluate(args: argparse.Namespace) -> int:
     from training.beat_bundle import fit_beat_model  # noqa: PLC0415
     from training.beat_eval import FoldScores, metrics  # noqa: PLC0415
-    from training.beat_model import predict_tflite  # noqa: PLC0415
 
     try:
         how, splits = _splits(args)
@@ -154,10 +152,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         train, test = data.subset(train_names), data.subset(test_names)
         art = fit_beat_model(load_mitdb(args.data, train_names), seed=args.seed + i,
                              epochs=args.epochs)
-        with tempfile.TemporaryDirectory(prefix="vigil-ecg-") as tmp:
-            p = predict_tflite(art.runner(Path(tmp)), art.scaling, test.features)
-        probs["cnn_int8"].append(p)
-        decisions.append(np.asarray(art.decide(p).decision))
+        device = art.on_device(test.features)
+        probs["cnn_int8"].append(device.probabilities)
+        decisions.append(np.asarray(device.scores.decision))
         probs["lightgbm"].append(_lightgbm(train, test, args.seed + i))
         labels.append(test.aami)
         report["splits"].append({
