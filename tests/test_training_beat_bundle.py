@@ -34,7 +34,7 @@ TINY = {"filters": (8, 16), "kernel_size": 5, "dense": 16, "dropout": 0.0, "batc
 @pytest.fixture(scope="module")
 def artifacts() -> BeatModelArtifacts:
     records = load_mitdb(shared_data_dir("mitdb"), RECORDS)
-    return fit_beat_model(records, seed=0, epochs=2, **TINY)
+    return fit_beat_model(records, seed=0, epochs=2, members=2, **TINY)
 
 
 def test_threshold_maximises_f1_on_the_grid() -> None:
@@ -129,7 +129,7 @@ def test_ecg_cli_fit_writes_a_loadable_bundle_and_refuses_bad_input(tmp_path: Pa
     mitdb = str(shared_data_dir("mitdb"))
     out = tmp_path / "b"
     assert ecg_main(["fit", "--data", mitdb, "--bundle", str(packaged_bundle()), "--out",
-                     str(out), "--records", "119", "209", "--epochs", "1"]) == 0
+                     str(out), "--records", "119", "209", "--epochs", "1", "--members", "2"]) == 0
     assert COMPONENT in load_bundle(out).manifest.components
     assert ecg_main(["fit", "--data", mitdb, "--bundle", str(packaged_bundle()), "--out",
                      str(tmp_path / "c"), "--records", "999"]) == 2

@@ -163,3 +163,23 @@ def test_int8_matches_float_through_device_adapter(
     assert agree >= 0.97, f"class decisions agree on {agree:.3f}"
     # bytes in, same numbers out: the helper's temporary-file path runs the same model.
     np.testing.assert_array_equal(predict_tflite(int8_bytes, trained.scaler, x[:20]), q[:20])
+
+
+def test_an_ensemble_is_one_int8_network_averaging_its_members(
+    beats: BeatDataset, tmp_path: Path
+) -> None:
+    from training.beat_model import train_ensemble  # noqa: PLC0415
+
+    ens = train_ensemble(beats, members=2, seed=0, epochs=1, batch_size=256, **TINY)
+    one = train_fold(beats, seed=0, epochs=1, batch_size=256, **TINY)
+    assert ens.val_records == one.val_records  # members share the held-out records
+    x = _probe(beats)[:200]
+    p = predict_float(ens, x)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
+    path = tmp_path / "ens.tflite"
+    blob = to_int8_model(ens, beats.features)
+    assert_builtin_only(blob)
+    path.write_bytes(blob)
+    q = predict_tflite(RowModel(path), ens.scaler, x)
+    assert np.mean(np.abs(q - p)) <= 0.02
+    assert np.mean(np.argmax(q, 1) == np.argmax(p, 1)) >= 0.97

@@ -50,7 +50,7 @@ from training.beat_model import (
     novelty_int8,
     predict_tflite,
     to_int8_model,
-    train_fold,
+    train_ensemble,
     train_novelty,
 )
 from training.bundle import ComponentFile, Golden, write_bundle
@@ -79,6 +79,10 @@ REPRESENTATIVE: Final = 2000
 """Training beats that calibrate the int8 ranges."""
 _GRID: Final = np.round(np.arange(0.05, 0.951, 0.05), 2)
 NOVELTY_QUANTILE: Final = 0.995
+ENSEMBLE_MEMBERS: Final = 3
+"""Networks averaged into the shipped one. Pooled out-of-fold over three seed sets, AUROC
+abnormal 0.961 / 0.958 / 0.977 with 3 members against 0.965 / 0.937 / 0.966 for one network,
+V AUPRC 0.86-0.87 against 0.80-0.82; the head stays far above its speed target."""
 
 
 @dataclass
@@ -157,14 +161,16 @@ def _scores(p: NDArray[np.float64], thresholds: Mapping[str, float]) -> FoldScor
 
 
 def fit_beat_model(
-    records: Sequence[RecordBeats], *, seed: int = 0, epochs: int = 8, **train_kwargs: Any
+    records: Sequence[RecordBeats], *, seed: int = 0, epochs: int = 8,
+    members: int = ENSEMBLE_MEMBERS, **train_kwargs: Any,
 ) -> BeatModelArtifacts:
-    """Train on every usable N/S/V/F beat of ``records`` (module docstring); ``train_kwargs``
-    go to `training.beat_model.train_fold` (tests train a tiny network)."""
+    """Train on every usable N/S/V/F beat of ``records`` (module docstring): an ensemble of
+    ``members`` networks (`training.beat_model.train_ensemble`); ``train_kwargs`` go to
+    `training.beat_model.train_fold` (tests train a tiny network)."""
     if any(rb.paced for rb in records):
         raise ValueError("paced records are left out of beat model training (AAMI EC57)")
     data = BeatDataset.from_records(records)
-    trained = train_fold(data, seed=seed, epochs=epochs, **train_kwargs)
+    trained = train_ensemble(data, members=members, seed=seed, epochs=epochs, **train_kwargs)
     rng = np.random.default_rng(seed)
     fit_rows = ~np.isin(data.record, trained.val_records)
     pick = rng.choice(np.flatnonzero(fit_rows), size=min(REPRESENTATIVE, int(fit_rows.sum())),
@@ -209,6 +215,7 @@ def fit_beat_model(
         golden_output=golden_out,
         novelty_golden_output=novelty_golden,
         metrics={"validation_records": trained.val_records, "epochs_run": trained.epochs_run,
+                 "members": members,
                  "int8_at_thresholds": figures,
                  "note": "validation records only (early stopping and thresholds); the "
                          "cross-patient figures are benchmarks/beat_classification.py's"},

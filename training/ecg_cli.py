@@ -64,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     ev_p.add_argument("--out", help="write the report as JSON here")
     for p in (fit_p, ev_p):
         p.add_argument("--epochs", type=int, default=8, help="maximum training epochs")
+        p.add_argument("--members", type=int, default=3, help="networks averaged (>= 1)")
         p.add_argument("--seed", type=int, default=0, help="seed of every random step")
     return ap
 
@@ -89,7 +90,7 @@ def _fit(args: argparse.Namespace) -> int:
         return _EXIT_FAILED
     records = load_mitdb(args.data, names)
     print(f"training on {len(names)} record(s): {' '.join(names)}")
-    art = fit_beat_model(records, seed=args.seed, epochs=args.epochs)
+    art = fit_beat_model(records, seed=args.seed, epochs=args.epochs, members=args.members)
     try:
         out = add_beat_model(args.bundle, args.out, art, version=args.version)
     except (BundleError, FileExistsError) as exc:
@@ -151,7 +152,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         train, test = data.subset(train_names), data.subset(test_names)
         art = fit_beat_model(load_mitdb(args.data, train_names), seed=args.seed + i,
-                             epochs=args.epochs)
+                             epochs=args.epochs, members=args.members)
         device = art.on_device(test.features)
         probs["cnn_int8"].append(device.probabilities)
         decisions.append(np.asarray(device.scores.decision))
