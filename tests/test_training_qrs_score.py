@@ -77,3 +77,22 @@ def test_loader_takes_beat_symbols_and_the_named_lead() -> None:
     assert paced.lead == "V5"  # no MLII in 102: lead 0 from the header
     assert "/" in BEAT_SYMBOLS
     assert not {"+", "!", "~"} & BEAT_SYMBOLS
+
+
+def test_ec57_leaves_ventricular_flutter_out_of_the_score() -> None:
+    """Record 207's (VFL episodes (six, 2.4 min): reference beats and detections inside them
+    are not scored; everything outside is, exactly as without the exclusion."""
+    rec = load_ecg_record(shared_data_dir("mitdb", "207"))
+    assert rec.vf_episodes.shape == (6, 2)
+    assert 140 < np.sum(rec.vf_episodes[:, 1] - rec.vf_episodes[:, 0]) / rec.fs_hz < 150
+    start, end = (int(v) for v in rec.vf_episodes[0])
+    flutter_fp = np.arange(start + 50, end - 50, 40)  # "detections" on flutter waves
+    detected = np.sort(np.concatenate([rec.beats, flutter_fp]))
+    plain = score_record("207", rec.beats, detected, rec.fs_hz)
+    ec57 = score_record("207", rec.beats, detected, rec.fs_hz, exclude=rec.vf_episodes)
+    inside = sum(int(np.sum((rec.beats >= a) & (rec.beats < b))) for a, b in rec.vf_episodes)
+    assert plain.fp >= flutter_fp.size - inside
+    assert ec57.fp == 0
+    assert ec57.fn == 0
+    assert ec57.tp == rec.beats.size - inside
+    assert load_ecg_record(shared_data_dir("mitdb", "101")).vf_episodes.shape == (0, 2)
