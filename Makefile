@@ -50,6 +50,7 @@ bench: $(TEST_STAMP)
 	$(PY) benchmarks/qrs_detectors.py
 	$(PY) benchmarks/beat_classification.py
 	$(PY) benchmarks/ecg_head_speed.py
+	$(PY) benchmarks/rhythm_alarms.py
 
 # The default model bundle shipped in the package (models/bundles/default/), rebuilt with
 #   vigil-train fit --preset default --seed 0 --data ../shared/data --out VITALS
