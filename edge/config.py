@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from edge.events import Priority
-from edge.rhythm import RHYTHM_KINDS, RhythmConfig
+from edge.rhythm import KIND_ONSET_S, RHYTHM_KINDS, RhythmConfig
 
 __all__ = [
     "ALERT_KINDS",
@@ -718,8 +718,11 @@ def _parse_alarms(c: _Checker, root: Mapping[str, Any]) -> AlarmConfig:
         kp = f"{p}.kinds"
         kt = c.table(kinds_table, kind, kp)
         c.keys(kt, ["onset_s", "clear_s"], f"{kp}.{kind}")
-        kinds[kind] = (c.number(kt, "onset_s", f"{kp}.{kind}", onset, _DELAY_RANGE_S),
+        kinds[kind] = (c.number(kt, "onset_s", f"{kp}.{kind}", KIND_ONSET_S.get(kind, onset),
+                                _DELAY_RANGE_S),
                        c.number(kt, "clear_s", f"{kp}.{kind}", clear, _DELAY_RANGE_S))
+    for kind, kind_onset in KIND_ONSET_S.items():  # edge/rhythm.py: their own defaults
+        kinds.setdefault(kind, (kind_onset, clear))
     return AlarmConfig(
         onset_s=onset,
         technical_onset_s=c.number(t, "technical_onset_s", p, 2.0, _DELAY_RANGE_S),

@@ -192,3 +192,19 @@ def test_artefact_hold_is_bounded() -> None:
     (error,) = _errors(_with(model={"artefact_hold_s": 45}))
     assert error.startswith("model.artefact_hold_s: 45 is out of range")
     assert "0..30" in error
+
+
+def test_rhythm_event_kinds_have_their_own_onset_unless_configured() -> None:
+    """edge/rhythm.py KIND_ONSET_S: runs and asystole announce without the general onset (their
+    rule already waits); [alarms.kinds] still wins."""
+    from edge.rhythm import KIND_ONSET_S  # noqa: PLC0415
+
+    cfg = parse_config({**MINIMAL, "alarms": {"onset_s": 5.0, "clear_s": 3.0}})
+    assert cfg.alarms.kinds["ventricular_run"] == (0.0, 3.0)
+    assert cfg.alarms.kinds["asystole"] == (0.0, 3.0)
+    assert "irregular_rhythm" not in cfg.alarms.kinds
+    assert set(KIND_ONSET_S) <= set(cfg.alarms.kinds)
+    mine = parse_config({**MINIMAL, "alarms": {"kinds": {"asystole": {"onset_s": 2.0},
+                                                         "ventricular_run": {"clear_s": 9.0}}}})
+    assert mine.alarms.kinds["asystole"] == (2.0, 3.0)
+    assert mine.alarms.kinds["ventricular_run"] == (0.0, 9.0)  # its own onset kept
