@@ -14,8 +14,11 @@ record for their cleaning filter. Adaptations (Hamilton's robustness changes and
   ectopic beat or artefact does not hide the next normal beats;
 - the detection feature is the RMS slope over 150 ms (square root of the integrated squared
   slope, mV/s), which has the dynamic range of the ECG rather than its square;
-- search-back fires 1.66 mean RR after the last beat and takes the largest skipped peak above
-  half the threshold; if there is none the signal level is halved (new lead, smaller beats);
+- search-back fires 1.5 mean RR after the last beat (Hamilton & Tompkins' value; Pan &
+  Tompkins wait 1.66) and takes the largest skipped peak above half the threshold; if there
+  is none the signal level is halved (new lead, smaller beats). On the 26 shared records 1.5
+  found 45 more of 203's fast atrial-fibrillation beats than 1.66 (gross Se 99.47 -> 99.60 %,
+  +P 99.32 -> 99.31 %);
 - the low-pass (two boxcars, first zero near 25 Hz) removes pacemaker spikes, so paced
   complexes are detected by their QRS, not their spike.
 
@@ -91,7 +94,7 @@ _R_BEFORE_S: Final = 0.160  # R search window around the integrated peak (input 
 _R_AFTER_S: Final = 0.060
 _THRESHOLD_FRACTION: Final = 0.25  # Hamilton & Tompkins use 0.3125
 _SEARCHBACK_FRACTION: Final = 0.5  # of the threshold, for search-back
-_MISSED_RR_FACTOR: Final = 1.66  # search back when no beat for this many mean RR
+_MISSED_RR_FACTOR: Final = 1.5  # search back when no beat for this many mean RR
 _HISTORY: Final = 8  # peaks / RR intervals in the medians and mean
 _RR_MIN_S: Final = 0.25
 _RR_MAX_S: Final = 1.5  # mean RR used for the search-back time is capped (40 bpm)
