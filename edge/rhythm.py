@@ -33,16 +33,22 @@ Rules
 4b. **Frequent PVCs**: at least ``pvc_per_min`` (10; 0 = off) beats classed ``V`` in the
    last 60 s -> ``frequent_pvcs`` (medium), as monitors' "PVCs/min high" alarm.
 5. **Irregular rhythm suggestive of atrial fibrillation**: over the last ``af_beats`` (30)
-   RR intervals between non-ventricular beats, the normalised RMSSD (root mean square of
-   successive RR differences / mean RR) is at least ``af_nrmssd`` (0.10), with at most 20 %
-   of the window's beats ectopic (V or S); an interval under 0.6 times the window's median
+   RR intervals between non-ventricular beats, the median absolute successive RR difference
+   divided by the mean RR is at least ``af_irregularity`` (0.06), with at most 20 % of the
+   window's beats ectopic (V or S); an interval under 0.6 times the window's median
    (an extra detection) is merged into the next, one over 1.6 times (a missed QRS) is left
    out first. Only over classified beats: with no beat model, frequent ectopic beats
    (premature, then a pause) read as irregularity, which on the 20 non-AF shared MIT-BIH
-   records raised this alarm on 19 of them in 10 minutes each. The statistic and threshold
-   follow RR-irregularity AF detectors (e.g. Dash et al. 2009 use RMSSD/mean RR with turning
-   points and entropy);
-   raised as medium ``irregular_rhythm``: "suggestive of", not a diagnosis.
+   records raised this alarm on 19 of them in 10 minutes each. The statistic follows
+   RR-irregularity AF detectors (Dash et al. 2009 use RMSSD / mean RR with turning points and
+   entropy), with the median in place of the root mean square: in AF nearly every successive
+   difference is large, while a premature beat the model missed makes only two large ones,
+   which move a root mean square but not a median. On 30-beat windows of the 26 shared
+   records' reference beats (5,183 windows outside AF), at the 96.8 % window sensitivity of
+   the former normalised-RMSSD >= 0.10 rule, the median statistic (>= 0.06) flags 216
+   non-AF windows instead of 575 (AUROC 0.987 against 0.976). Only 2 of those records (201,
+   203) hold AF, so the threshold rests on little. Raised as medium ``irregular_rhythm``:
+   "suggestive of", not a diagnosis.
 """
 
 from __future__ import annotations
@@ -134,7 +140,7 @@ class RhythmConfig:
     vt_beats: int = 5
     vt_bpm: float = 100.0
     af_beats: int = 30
-    af_nrmssd: float = 0.10
+    af_irregularity: float = 0.06
     pvc_per_min: float = 10.0
 
 
@@ -243,8 +249,9 @@ class RhythmMonitor:
             self._run_end_s = beats[-1].time_s
 
     def irregularity(self) -> float | None:
-        """Rule 5's normalised RMSSD over the last ``af_beats`` RR intervals, None when there
-        are too few beats or too many ectopic ones."""
+        """Rule 5's statistic (median |successive RR difference| / mean RR) over the last
+        ``af_beats`` RR intervals, None when there are too few beats or too many ectopic
+        ones."""
         n = self.config.af_beats
         beats = self._classified()[-(n + 1):]
         if len(beats) < n + 1 or any(b.label is None for b in beats):
@@ -260,7 +267,7 @@ class RhythmMonitor:
             rr = _without_detection_errors(rr)
         if rr.size < 3:
             return None
-        return float(np.sqrt(np.mean(np.diff(rr) ** 2)) / np.mean(rr))
+        return float(np.median(np.abs(np.diff(rr))) / np.mean(rr))
 
     def update(
         self, now: float, *, quality: EcgQuality | None, lead_off: bool = False,
@@ -324,12 +331,13 @@ class RhythmMonitor:
                 values={"ecg.pvc_per_min": float(counts[0])},
                 thresholds={"ecg.pvc_per_min": cfg.pvc_per_min}))
         irregular = self.irregularity()
-        if irregular is not None and irregular >= cfg.af_nrmssd:
+        if irregular is not None and irregular >= cfg.af_irregularity:
             out.append(Detection(
                 kind="irregular_rhythm", priority=Priority.MEDIUM, model=self._class_model,
                 message=f"irregular rhythm suggestive of atrial fibrillation (RR irregularity "
-                        f"{irregular:.2f} >= {cfg.af_nrmssd:.2f} over {cfg.af_beats} beats)",
-                values={"ecg.rr_nrmssd": round(irregular, 3)}))
+                        f"{irregular:.2f} >= {cfg.af_irregularity:.2f} over {cfg.af_beats} "
+                        "beats)",
+                values={"ecg.rr_irregularity": round(irregular, 3)}))
         return out
 
     @property

@@ -29,4 +29,4 @@ def test_merge_and_overlap() -> None:
 
 
 def test_a_short_clean_replay_raises_no_rhythm_alert() -> None:
-    assert replay(shared_data_dir("mitdb", "115"), 60.0, with_model=True) == []
+    assert replay(shared_data_dir("mitdb", "122"), 60.0, with_model=True) == []

@@ -112,7 +112,7 @@ def test_irregular_rhythm_from_rr_irregularity_but_not_from_sinus_or_ectopy() ->
     af.add(Beat(float(x), "N") for x in t)
     (d,) = af.update(float(t[-1]) + 0.1, quality=GOOD)
     assert d.kind == "irregular_rhythm"
-    assert d.values["ecg.rr_nrmssd"] >= RhythmConfig().af_nrmssd
+    assert d.values["ecg.rr_irregularity"] >= RhythmConfig().af_irregularity
     # Bigeminy (every other beat premature) is ectopy, not AF: too many ectopic beats.
     big = RhythmMonitor()
     times = np.cumsum(np.tile([0.55, 1.05], 20))
