@@ -36,9 +36,11 @@ from models.beats import AAMI_CLASSES
 from training.beat_eval import (
     CLASS_MODELS,
     FoldScores,
+    concat_scores,
     evaluate_ecg5000,
     evaluate_folds,
     metrics,
+    scores_from_probs,
 )
 from training.ecg_data import (
     BeatDataset,
@@ -83,11 +85,6 @@ CNN_MODELS = ("cnn_float", "cnn_int8", "novelty_int8")
 AUROC_KEYS = ("auroc_abnormal", "auroc_v", "auroc_s")
 
 
-def _argmax_scores(p: np.ndarray) -> FoldScores:
-    """Columns N, S, V, F -> the scores of `training.beat_eval` (1 - P(N), P(V), P(S))."""
-    return FoldScores(1.0 - p[:, 0], p[:, 2], p[:, 1], np.argmax(p, axis=1).astype(np.int8))
-
-
 def evaluate_cnn(
     data: BeatDataset, folds: Sequence[Sequence[str]], *, seed: int, epochs: int
 ) -> dict[str, Any]:
@@ -116,7 +113,7 @@ def evaluate_cnn(
         decision = device.scores.decision
         assert decision is not None
         fold_scores = {
-            "cnn_float": _argmax_scores(p_float),
+            "cnn_float": scores_from_probs(p_float),
             "cnn_int8": device.scores,
             "novelty_int8": FoldScores(mse, mse, mse, None),
         }
@@ -134,15 +131,8 @@ def evaluate_cnn(
             }
         )
     y = np.concatenate(labels)
-    pooled = {m: metrics(y, _pool(scores[m])) for m in CNN_MODELS}
+    pooled = {m: metrics(y, concat_scores(scores[m])) for m in CNN_MODELS}
     return {"folds": per_fold, "pooled": pooled}
-
-
-def _pool(parts: list[FoldScores]) -> FoldScores:
-    cat = [np.concatenate([getattr(p, k) for p in parts]) for k in ("abnormal", "v", "s")]
-    decisions = [p.decision for p in parts]
-    decision = None if any(d is None for d in decisions) else np.concatenate(decisions)
-    return FoldScores(cat[0], cat[1], cat[2], decision)
 
 
 def ecg5000_autoencoder(ecg: Any, seed: int) -> dict[str, float]:
@@ -150,8 +140,8 @@ def ecg5000_autoencoder(ecg: Any, seed: int) -> dict[str, float]:
     ECG5000's training normals (40 of them held out for early stopping), float and int8."""
     import tempfile  # noqa: PLC0415
 
-    from models.beat_classifier import RowModel  # noqa: PLC0415
-    from training.beat_eval import _auc  # noqa: PLC0415
+    from models.beat_classifier import RowModel, reconstruction_mse  # noqa: PLC0415
+    from training.beat_eval import auroc_auprc  # noqa: PLC0415
     from training.beat_model import novelty_int8, train_novelty  # noqa: PLC0415
     from training.ecg_data import Ecg5000  # noqa: PLC0415
 
@@ -163,12 +153,11 @@ def ecg5000_autoencoder(ecg: Any, seed: int) -> dict[str, float]:
     y = Ecg5000.abnormal(ecg.test_y)
     out: dict[str, float] = {}
     rec = np.asarray(model.predict(x, verbose=0), dtype=np.float64)
-    out["float"] = _auc(y, np.mean((rec - x) ** 2, axis=1))[0]
+    out["float"] = auroc_auprc(y, np.mean((rec - x) ** 2, axis=1))[0]
     with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp:
         path = Path(tmp) / "ae.tflite"
         path.write_bytes(novelty_int8(model, fit))
-        rec8 = RowModel(path).score(x).astype(np.float64)
-    out["int8"] = _auc(y, np.mean((rec8 - x) ** 2, axis=1))[0]
+        out["int8"] = auroc_auprc(y, reconstruction_mse(RowModel(path), x))[0]
     return out
 
 

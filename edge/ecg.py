@@ -117,7 +117,6 @@ class EcgDetector:
         self.classifier = classifier
         for st in self._beds.values():
             self._new_stream(st)
-            st.rhythm.beat_model = classifier.version if classifier else ""
 
     def adopt(self, previous: EcgDetector) -> None:
         """Carry on ``previous``'s beds (detectors, beats, silence counting) when the rhythm
@@ -130,7 +129,10 @@ class EcgDetector:
             self.use_classifier(self.classifier)
 
     def _new_stream(self, st: EcgState) -> None:
+        """A fresh beat stream for the current classifier, whose version the rhythm monitor
+        puts in class-based alerts (rule 4)."""
         c = self.classifier
+        st.rhythm.beat_model = c.version if c else ""
         st.stream = BeatStream(st.fs_hz, c.spec) if c and st.fs_hz >= MIN_FS_HZ else None
         if c is not None and st.stream is None:
             _log.warning("ECG at %d Hz: beats are not classified below %g Hz", st.fs_hz,
@@ -178,8 +180,6 @@ class EcgDetector:
             st = EcgState(fs_hz, QrsDetector(fs_hz), RhythmMonitor(self.config),
                           position=position)
             self._new_stream(st)
-            if self.classifier is not None:
-                st.rhythm.beat_model = self.classifier.version
             self._beds[bed.bed_id] = st
         return st
 

@@ -45,6 +45,7 @@ __all__ = [
     "BeatClassifierError",
     "BeatInput",
     "RowModel",
+    "reconstruction_mse",
     "scale_rows",
 ]
 
@@ -125,6 +126,13 @@ class RowModel:
         return out
 
 
+def reconstruction_mse(model: RowModel, windows: NDArray[np.floating[Any]]) -> NDArray[np.float64]:
+    """(n,) mean squared error of an autoencoder's reconstruction of (n, points) windows."""
+    x = np.asarray(windows, dtype=np.float32)
+    diff = model.score(x).astype(np.float64) - x
+    return np.asarray(np.mean(diff * diff, axis=1), dtype=np.float64)
+
+
 class BeatClassifier:
     """A bundle's beat model, ready for the edge: spec, input scaling, network, thresholds."""
 
@@ -203,8 +211,7 @@ class BeatClassifier:
         x = np.array(rows, dtype=np.float32, ndmin=2)[:, self.spec.window_columns]
         if self.novelty is None:
             return np.full(x.shape[0], np.nan)
-        diff = self.novelty.score(x).astype(np.float64) - x
-        return np.asarray(np.mean(diff * diff, axis=1), dtype=np.float64)
+        return reconstruction_mse(self.novelty, x)
 
     def label(self, probs: Sequence[float] | NDArray[np.floating[Any]],
               novelty_mse: float = math.nan) -> str:
@@ -217,6 +224,11 @@ class BeatClassifier:
         if self.novelty is not None and novelty_mse > self._t_novel:
             return "Q"
         return "F" if p_f >= self._t_f else "N"
+
+    def labels(self, probs: NDArray[np.floating[Any]],
+               novelty_mse: NDArray[np.floating[Any]]) -> list[str]:
+        """`label` of each of many beats ((n, 4) probabilities, (n,) novelty MSE)."""
+        return [self.label(p, float(m)) for p, m in zip(probs, novelty_mse, strict=True)]
 
     def classify(self, row: NDArray[np.floating[Any]]) -> tuple[str, NDArray[np.float32]]:
         """One beat's class and its probabilities."""

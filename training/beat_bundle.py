@@ -40,10 +40,11 @@ from models.beat_classifier import (
     BeatClassifier,
     BeatInput,
     RowModel,
+    reconstruction_mse,
 )
 from models.beats import AAMI_CLASSES, BEAT_SPEC_VERSION, DEFAULT_SPEC
 from models.bundle import GOLDEN_FILE, MANIFEST_FILE, load_bundle
-from training.beat_eval import FoldScores
+from training.beat_eval import FoldScores, scores_from_probs
 from training.beat_eval import metrics as beat_metrics
 from training.beat_model import (
     TrainedBeatModel,
@@ -114,12 +115,7 @@ class BeatModelArtifacts:
             clf = BeatClassifier(DEFAULT_SPEC, self.scaling, self.runner(Path(tmp)),
                                  self.thresholds, novelty=self.runner(Path(tmp), NOVELTY))
             p = clf.probabilities(features).astype(np.float64)
-            mse = clf.novelty_mse(features)
-        codes = {c: k for k, c in enumerate(AAMI_CLASSES)}
-        decision = np.array([codes[clf.label(row, m)] for row, m in zip(p, mse, strict=True)],
-                            dtype=np.int8)
-        v, s = AAMI_CLASSES.index("V"), AAMI_CLASSES.index("S")
-        return DeviceScores(p, mse, FoldScores(1.0 - p[:, 0], p[:, v], p[:, s], decision))
+            return _device_scores(clf, p, clf.novelty_mse(features))
 
 
 @dataclass
@@ -146,18 +142,12 @@ def tune_threshold(p: NDArray[np.floating[Any]], positive: NDArray[np.bool_]) ->
     return best_t
 
 
-def _label_codes(p: NDArray[np.float64], t: Mapping[str, float]) -> NDArray[np.int8]:
-    """`models.beat_classifier.BeatClassifier.label` over many beats, as AAMI codes."""
-    code = {c: AAMI_CLASSES.index(c) for c in CLASS_NAMES}
-    t_v, t_s = t["beat.v"], t["beat.s"]
-    n_or_f = np.where(p[:, code["F"]] >= t["beat.f"], code["F"], code["N"])
-    out = np.where(p[:, code["S"]] >= t_s, code["S"], n_or_f)
-    return np.where(p[:, code["V"]] >= t_v, code["V"], out).astype(np.int8)
-
-
-def _scores(p: NDArray[np.float64], thresholds: Mapping[str, float]) -> FoldScores:
-    v, s = AAMI_CLASSES.index("V"), AAMI_CLASSES.index("S")
-    return FoldScores(1.0 - p[:, 0], p[:, v], p[:, s], _label_codes(p, thresholds))
+def _device_scores(
+    clf: BeatClassifier, p: NDArray[np.float64], mse: NDArray[np.float64]
+) -> DeviceScores:
+    """Scores with the device's own decisions (`BeatClassifier.labels`) as AAMI codes."""
+    codes = np.array([AAMI_CLASSES.index(c) for c in clf.labels(p, mse)], dtype=np.int8)
+    return DeviceScores(p, mse, scores_from_probs(p, codes))
 
 
 def fit_beat_model(
@@ -192,16 +182,17 @@ def fit_beat_model(
         ae_path = Path(tmp) / "novelty.tflite"
         ae_path.write_bytes(ae_tflite)
         ae_runner = RowModel(ae_path)
-        val_windows = val.features[:, windows].astype(np.float32)
-        recon = ae_runner.score(val_windows).astype(np.float64)
-        val_mse = np.mean((recon - val_windows) ** 2, axis=1)
-        novelty_golden = ae_runner.score(val_windows[golden_rows])
-    thresholds = {
-        f"beat.{c.lower()}": tune_threshold(p_val[:, k], val.aami == k)
-        for c in ("V", "S", "F") for k in [AAMI_CLASSES.index(c)]
-    }
-    thresholds[NOVELTY_KEY] = round(float(np.quantile(val_mse, NOVELTY_QUANTILE)), 6)
-    scores = _scores(p_val, thresholds)
+        val_windows = val.features[:, windows]
+        val_mse = reconstruction_mse(ae_runner, val_windows)
+        novelty_golden = ae_runner.score(val_windows[golden_rows].astype(np.float32))
+        thresholds = {
+            f"beat.{c.lower()}": tune_threshold(p_val[:, k], val.aami == k)
+            for c in ("V", "S", "F") for k in [AAMI_CLASSES.index(c)]
+        }
+        thresholds[NOVELTY_KEY] = round(float(np.quantile(val_mse, NOVELTY_QUANTILE)), 6)
+        clf = BeatClassifier(DEFAULT_SPEC, trained.scaler, runner, thresholds,
+                             novelty=ae_runner)
+        scores = _device_scores(clf, p_val, val_mse).scores
     figures = {k: round(float(x), 4) for k, x in beat_metrics(val.aami, scores).items()}
     counts = data.counts()
     _log.info("beat model: %d epochs, validation records %s, thresholds %s, %s",

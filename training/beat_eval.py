@@ -40,10 +40,14 @@ __all__ = [
     "CLASS_MODELS",
     "MODELS",
     "FoldScores",
+    "auroc_auprc",
+    "concat_scores",
     "evaluate_ecg5000",
     "evaluate_folds",
+    "lightgbm_probs",
     "metrics",
     "s_sensitivity_at_ppv",
+    "scores_from_probs",
 ]
 
 N_CODE: Final = AAMI_CLASSES.index("N")
@@ -97,25 +101,24 @@ def _class_probs(
     return out
 
 
-def _from_probs(p: NDArray[np.float64]) -> FoldScores:
-    decision = np.argmax(p, axis=1).astype(np.int8)
-    return FoldScores(1.0 - p[:, N_CODE], p[:, V_CODE], p[:, S_CODE], decision)
+def scores_from_probs(
+    p: NDArray[np.floating[Any]], decision: NDArray[np.int8] | None = None
+) -> FoldScores:
+    """Scores of class probabilities (columns in `AAMI_CLASSES` order, N S V F at least):
+    abnormal = 1 - P(N), V = P(V), S = P(S); ``decision`` (AAMI codes) defaults to the most
+    probable class."""
+    q = np.asarray(p, dtype=np.float64)
+    if decision is None:
+        decision = np.argmax(q, axis=1).astype(np.int8)
+    return FoldScores(1.0 - q[:, N_CODE], q[:, V_CODE], q[:, S_CODE], decision)
 
 
-def _one_class(score: NDArray[np.float64]) -> FoldScores:
-    return FoldScores(score, score, score, None)
-
-
-def _fit_score_fold(
+def lightgbm_probs(
     train: BeatDataset, test: BeatDataset, *, seed: int, n_jobs: int
-) -> dict[str, FoldScores]:
-    import lightgbm as lgb  # noqa: PLC0415 - training-only dependencies
-    from sklearn.ensemble import IsolationForest  # noqa: PLC0415
-    from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors  # noqa: PLC0415
-
-    x_tr, y_tr = train.features, train.aami.astype(np.int64)
-    x_te = test.features
-    out: dict[str, FoldScores] = {}
+) -> NDArray[np.float64]:
+    """The LightGBM baseline (module docstring) fitted on ``train``: (n_test, 5) class
+    probabilities in `AAMI_CLASSES` order (0 for a class absent from training)."""
+    import lightgbm as lgb  # noqa: PLC0415 - training-only dependency
 
     gbm = lgb.LGBMClassifier(
         n_estimators=100,
@@ -131,15 +134,32 @@ def _fit_score_fold(
         n_jobs=n_jobs,
         verbose=-1,
     )
-    gbm.fit(x_tr, y_tr)
-    gbm_proba = np.asarray(gbm.predict_proba(x_te), dtype=np.float64)
-    out["lightgbm"] = _from_probs(_class_probs(gbm_proba, gbm.classes_))
+    gbm.fit(train.features, train.aami.astype(np.int64))
+    proba = np.asarray(gbm.predict_proba(test.features), dtype=np.float64)
+    return _class_probs(proba, gbm.classes_)
+
+
+def _one_class(score: NDArray[np.float64]) -> FoldScores:
+    return FoldScores(score, score, score, None)
+
+
+def _fit_score_fold(
+    train: BeatDataset, test: BeatDataset, *, seed: int, n_jobs: int
+) -> dict[str, FoldScores]:
+    from sklearn.ensemble import IsolationForest  # noqa: PLC0415 - training-only dependencies
+    from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors  # noqa: PLC0415
+
+    x_tr, y_tr = train.features, train.aami.astype(np.int64)
+    x_te = test.features
+    out: dict[str, FoldScores] = {}
+
+    out["lightgbm"] = scores_from_probs(lightgbm_probs(train, test, seed=seed, n_jobs=n_jobs))
 
     scaler = _Scaler.fit(x_tr, len(RR_FEATURE_NAMES))
     z_tr, z_te = scaler(x_tr), scaler(x_te)
     knn = KNeighborsClassifier(n_neighbors=KNN_K, algorithm="brute", n_jobs=n_jobs)
     knn.fit(z_tr, y_tr)
-    out["knn"] = _from_probs(_class_probs(knn.predict_proba(z_te), knn.classes_))
+    out["knn"] = scores_from_probs(_class_probs(knn.predict_proba(z_te), knn.classes_))
 
     normal = y_tr == N_CODE
     nn = NearestNeighbors(n_neighbors=KNN_DIST_K, algorithm="brute", n_jobs=n_jobs)
@@ -170,7 +190,8 @@ def s_sensitivity_at_ppv(
     return float(np.max(recall[ok])) if np.any(ok) else 0.0
 
 
-def _auc(y: NDArray[np.bool_], score: NDArray[np.float64]) -> tuple[float, float]:
+def auroc_auprc(y: NDArray[np.bool_], score: NDArray[np.float64]) -> tuple[float, float]:
+    """AUROC and AUPRC (average precision) of ``score`` for ``y``; NaN when one class only."""
     from sklearn.metrics import average_precision_score, roc_auc_score  # noqa: PLC0415
 
     if np.all(y) or not np.any(y):
@@ -189,9 +210,9 @@ def metrics(aami: NDArray[np.int8], scores: FoldScores) -> dict[str, float]:
     is_v, is_s = aami == V_CODE, aami == S_CODE
     m = normal_or_abnormal
     out: dict[str, float] = {}
-    out["auroc_abnormal"], out["auprc_abnormal"] = _auc(abnormal[m], scores.abnormal[m])
-    out["auroc_v"], out["auprc_v"] = _auc(is_v[m], scores.v[m])
-    out["auroc_s"], out["auprc_s"] = _auc(is_s[m], scores.s[m])
+    out["auroc_abnormal"], out["auprc_abnormal"] = auroc_auprc(abnormal[m], scores.abnormal[m])
+    out["auroc_v"], out["auprc_v"] = auroc_auprc(is_v[m], scores.v[m])
+    out["auroc_s"], out["auprc_s"] = auroc_auprc(is_s[m], scores.s[m])
     out["s_se_at_ppv50"] = s_sensitivity_at_ppv(is_s[m], scores.s[m])
     if scores.decision is not None:
         d = scores.decision
@@ -202,7 +223,8 @@ def metrics(aami: NDArray[np.int8], scores: FoldScores) -> dict[str, float]:
     return out
 
 
-def _concat(parts: Sequence[FoldScores]) -> FoldScores:
+def concat_scores(parts: Sequence[FoldScores]) -> FoldScores:
+    """The scores of several folds, one after another (decisions only if every part has)."""
     decisions = [p.decision for p in parts]
     return FoldScores(
         np.concatenate([p.abnormal for p in parts]),
@@ -252,7 +274,7 @@ def evaluate_folds(
     pooled = {
         "records": len(all_records),
         "counts": {c: int(np.sum(pooled_labels == k)) for k, c in enumerate(AAMI_CLASSES)},
-        "metrics": {m: metrics(pooled_labels, _concat(per_model[m])) for m in MODELS},
+        "metrics": {m: metrics(pooled_labels, concat_scores(per_model[m])) for m in MODELS},
     }
     return {"models": list(MODELS), "folds": fold_reports, "pooled": pooled}
 
@@ -289,7 +311,7 @@ def evaluate_ecg5000(
     }
     out: dict[str, Mapping[str, float]] = {}
     for name, score in scores.items():
-        auroc, auprc = _auc(y, score)
+        auroc, auprc = auroc_auprc(y, score)
         out[name] = {
             "auroc": auroc,
             "auprc": auprc,

@@ -119,22 +119,15 @@ def _splits(args: argparse.Namespace) -> tuple[str, list[tuple[list[str], list[s
     return how, [([r for r in names if r not in f], list(f)) for f in folds]
 
 
-def _lightgbm(train: BeatDataset, test: BeatDataset, seed: int) -> np.ndarray:
-    import lightgbm as lgb  # noqa: PLC0415
-
-    gbm = lgb.LGBMClassifier(n_estimators=100, learning_rate=0.1, num_leaves=31, max_bin=63,
-                             force_col_wise=True, colsample_bytree=0.5, subsample=0.8,
-                             subsample_freq=1, class_weight="balanced", random_state=seed,
-                             n_jobs=2, verbose=-1)
-    gbm.fit(train.features, train.aami.astype(np.int64))
-    p = np.zeros((len(test.aami), 4))
-    p[:, np.asarray(gbm.classes_, dtype=np.int64)] = gbm.predict_proba(test.features)
-    return p
-
-
 def _evaluate(args: argparse.Namespace) -> int:
     from training.beat_bundle import fit_beat_model  # noqa: PLC0415
-    from training.beat_eval import FoldScores, metrics  # noqa: PLC0415
+    from training.beat_eval import (  # noqa: PLC0415
+        FoldScores,
+        concat_scores,
+        lightgbm_probs,
+        metrics,
+        scores_from_probs,
+    )
 
     try:
         how, splits = _splits(args)
@@ -144,8 +137,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(f"evaluation: {how}")
     used = sorted({r for tr, te in splits for r in tr + te})
     data = BeatDataset.from_records(load_mitdb(args.data, used))
-    probs: dict[str, list[np.ndarray]] = {"cnn_int8": [], "lightgbm": []}
-    decisions: list[np.ndarray] = []
+    scores: dict[str, list[FoldScores]] = {"cnn_int8": [], "lightgbm": []}
     labels = []
     report: dict[str, Any] = {"evaluation": how, "splits": []}
     for i, (train_names, test_names) in enumerate(splits):
@@ -153,10 +145,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         train, test = data.subset(train_names), data.subset(test_names)
         art = fit_beat_model(load_mitdb(args.data, train_names), seed=args.seed + i,
                              epochs=args.epochs, members=args.members)
-        device = art.on_device(test.features)
-        probs["cnn_int8"].append(device.probabilities)
-        decisions.append(np.asarray(device.scores.decision))
-        probs["lightgbm"].append(_lightgbm(train, test, args.seed + i))
+        scores["cnn_int8"].append(art.on_device(test.features).scores)
+        scores["lightgbm"].append(
+            scores_from_probs(lightgbm_probs(train, test, seed=args.seed + i, n_jobs=2)))
         labels.append(test.aami)
         report["splits"].append({
             "train": train_names, "test": test_names, "test_beats": test.counts(),
@@ -167,12 +158,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"split {i + 1}/{len(splits)}: train {' '.join(train_names)}; test "
               f"{' '.join(test_names)} {test.counts()}; thresholds {art.thresholds}")
     y = np.concatenate(labels)
-    rows = {}
-    for name, parts in probs.items():
-        p = np.concatenate(parts)
-        decision = (np.concatenate(decisions) if name == "cnn_int8"
-                    else np.argmax(p, axis=1).astype(np.int8))
-        rows[name] = metrics(y, FoldScores(1.0 - p[:, 0], p[:, 2], p[:, 1], decision))
+    rows = {name: metrics(y, concat_scores(parts)) for name, parts in scores.items()}
     report["test_beats"] = {c: int(np.sum(y == k)) for k, c in enumerate("NSVF")}
     report["metrics"] = rows
     print(f"test beats {report['test_beats']} (Q left out)")
