@@ -317,13 +317,14 @@ class EcgConfig:
     extreme_brady_bpm: float = _RHYTHM_DEFAULTS.extreme_brady_bpm
     extreme_tachy_bpm: float = _RHYTHM_DEFAULTS.extreme_tachy_bpm
     pvc_per_min: float = _RHYTHM_DEFAULTS.pvc_per_min
+    af_irregularity: float = _RHYTHM_DEFAULTS.af_irregularity
 
     def rhythm(self) -> RhythmConfig:
         """The rhythm rules' parameters (edge/rhythm.py) with these thresholds."""
         return replace(_RHYTHM_DEFAULTS, asystole_s=self.asystole_s,
                        extreme_brady_bpm=self.extreme_brady_bpm,
                        extreme_tachy_bpm=self.extreme_tachy_bpm,
-                       pvc_per_min=self.pvc_per_min)
+                       pvc_per_min=self.pvc_per_min, af_irregularity=self.af_irregularity)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -851,8 +852,8 @@ def _parse_homeassistant(c: _Checker, root: Mapping[str, Any]) -> HomeAssistantC
 def _parse_ecg(c: _Checker, root: Mapping[str, Any]) -> EcgConfig:
     p = "ecg"
     t = c.table(root, p, "")
-    c.keys(t, ["enabled", "asystole_s", "extreme_brady_bpm", "extreme_tachy_bpm", "pvc_per_min"],
-           p)
+    c.keys(t, ["enabled", "asystole_s", "extreme_brady_bpm", "extreme_tachy_bpm", "pvc_per_min",
+               "af_irregularity"], p)
     d = _RHYTHM_DEFAULTS
     return EcgConfig(
         enabled=c.boolean(t, "enabled", p, False),
@@ -861,6 +862,7 @@ def _parse_ecg(c: _Checker, root: Mapping[str, Any]) -> EcgConfig:
         extreme_tachy_bpm=c.number(t, "extreme_tachy_bpm", p, d.extreme_tachy_bpm,
                                    (100.0, 300.0)),
         pvc_per_min=c.number(t, "pvc_per_min", p, d.pvc_per_min, (0.0, 60.0)),
+        af_irregularity=c.number(t, "af_irregularity", p, d.af_irregularity, (0.02, 0.5)),
     )
 
 

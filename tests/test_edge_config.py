@@ -208,3 +208,12 @@ def test_rhythm_event_kinds_have_their_own_onset_unless_configured() -> None:
                                                          "ventricular_run": {"clear_s": 9.0}}}})
     assert mine.alarms.kinds["asystole"] == (2.0, 3.0)
     assert mine.alarms.kinds["ventricular_run"] == (0.0, 9.0)  # its own onset kept
+
+
+def test_ecg_af_irregularity_reaches_the_rhythm_rules() -> None:
+    assert parse_config(MINIMAL).ecg.rhythm().af_irregularity == 0.08
+    mine = parse_config(_with(ecg={"enabled": True, "af_irregularity": 0.12}))
+    assert mine.ecg.rhythm().af_irregularity == 0.12
+    (error,) = _errors(_with(ecg={"af_irregularity": 0.0}))
+    assert error.startswith("ecg.af_irregularity: 0.0 is out of range")
+    assert "0.02..0.5" in error

@@ -261,7 +261,8 @@ def test_ventricular_ectopy_raises_beat_alerts_and_a_clean_stretch_none() -> Non
     assert event.priority.label == "high"
 
     # 122: normal beats only and a steady sinus rhythm. (115, also normal beats only, has a
-    # marked sinus arrhythmia that the irregular-rhythm rule calls irregular: README.)
+    # marked sinus arrhythmia that the irregular-rhythm rule still calls irregular 3 times in
+    # 30 min: README.)
     clean = _core_with_beat_model()
     alerts = _replay(clean, "122", 180)
     assert [e.kind for e in alerts if e.kind in RHYTHM_KINDS] == []
