@@ -24,10 +24,12 @@ from training.ecg5000 import (
     DEFAULT_CANDIDATES,
     Candidate,
     LofScorer,
+    _auroc_rows,
     cv_folds,
     fit_scorer,
     gaussian_smooth,
     knn_distance,
+    paired_bootstrap,
     select,
     select_ecg5000,
 )
@@ -117,6 +119,32 @@ def test_select_needs_training_positives_and_matching_labels() -> None:
         select(x, np.zeros(20, bool))
     with pytest.raises(ValueError, match="labels"):
         select(x, np.zeros(19, bool))
+
+
+def test_row_auroc_matches_sklearn_with_ties() -> None:
+    neg = RNG.standard_normal((3, 50))
+    pos = RNG.standard_normal((3, 30)) + 1.0
+    pos[0, :5] = neg[0, :5]
+    pos[1] = np.round(pos[1])
+    neg[1] = np.round(neg[1])
+    y = np.r_[np.zeros(50, bool), np.ones(30, bool)]
+    for i in range(3):
+        expected, _ = auroc_auprc(y, np.r_[neg[i], pos[i]])
+        assert _auroc_rows(neg, pos)[i] == pytest.approx(expected, abs=1e-12)
+
+
+def test_paired_bootstrap_is_zero_for_a_candidate_against_itself_and_signed() -> None:
+    x = np.vstack([_beats(40), _beats(20, shift=0.3, noise=0.3)])
+    abnormal = np.r_[np.zeros(40, bool), np.ones(20, bool)]
+    knn, lof = Candidate("knn", 0.0, 1), Candidate("lof", 0.0, 5)
+    same = paired_bootstrap(x, abnormal, knn, knn, n_folds=4, repeats=1, n_boot=50)
+    np.testing.assert_allclose(same, 0.0, atol=1e-12)
+    ab = paired_bootstrap(x, abnormal, knn, lof, n_folds=4, repeats=1, n_boot=50)
+    ba = paired_bootstrap(x, abnormal, lof, knn, n_folds=4, repeats=1, n_boot=50)
+    np.testing.assert_allclose(ab, -ba, atol=1e-12)
+    sel = select(x, abnormal, [knn, lof], n_folds=4, repeats=1)
+    point = sel.result(knn).mean - sel.result(lof).mean
+    assert np.min(ab) - 1e-9 <= point <= np.max(ab) + 1e-9
 
 
 def test_default_grid_has_both_kinds() -> None:
