@@ -26,11 +26,14 @@ record for their cleaning filter. Adaptations (Hamilton's robustness changes and
   is none the signal level is halved (new lead, smaller beats). On the 26 shared records 1.5
   found 45 more of 203's fast atrial-fibrillation beats than 1.66 (gross Se 99.47 -> 99.60 %,
   +P 99.32 -> 99.31 %);
-- minor peaks and their withdrawal (rules 3b, 3c): on the 26 shared records minor peaks
-  alone found 19 more of 203's beats but added 21 false beats in 108 (P waves after pauses,
-  taken by search-back) and 8 in 203 (gross Se 99.75 -> 99.78 %, EC57 +P 99.74 -> 99.68 %);
-  the withdrawal kept most of the found beats and removed those false beats (EC57 +P
-  99.72 %). 250 ms was chosen on these records (360 ms: 2 fewer beats found, 3 fewer false);
+- minor peaks and withdrawal (rules 3b, 3c): on the 26 shared records minor peaks alone
+  found 19 more of 203's beats but added 21 false beats in 108 (P waves after pauses, taken by
+  search-back) and 8 in 203 (gross Se 99.75 -> 99.78 %, EC57 +P 99.74 -> 99.68 %).
+  Withdrawing such search-back beats kept most of the found beats and removed those false
+  ones (EC57 +P 99.72 %); withdrawing any beat so followed also removed 11 of 108's P waves
+  that had passed the threshold (108 +P 97.3 -> 97.9 %; EC57 +P 99.72 -> 99.75 %, one beat
+  of 203 lost). 250 ms was chosen on these records: 200 ms withdrew too few P waves (108 FP
+  48 -> 65), 300 ms withdrew real beats of fast rhythms (11 more missed in 203);
 - the low-pass (two boxcars, first zero near 25 Hz) removes pacemaker spikes, so paced
   complexes are detected by their QRS, not their spike.
 
@@ -63,10 +66,10 @@ Rules (what a caller can rely on)
    either side but not within 200 ms: it sits on the flank of a larger neighbour, as a small
    beat does 300-400 ms before or after a large one at 150-200 bpm. Search-back may take it
    like a skipped candidate; it is never a beat by the threshold and never a noise peak.
-3c. A beat search-back took from a minor peak is withdrawn when, within 250 ms after it, a
-   larger and steeper candidate passes the threshold: the minor peak was that beat's P wave or
-   onset (108's long PR intervals). Only while the beat is unreported (rule 4), so the output
-   stays the same however the stream is chunked; counted in `withdrawn`.
+3c. A beat is withdrawn when, within 250 ms after it, a larger and steeper candidate passes
+   the threshold: it was that beat's P wave or onset (108's long PR intervals; a minor peak
+   search-back took just before the beat). Only while the beat is unreported (rule 4), so the
+   output stays the same however the stream is chunked; counted in `withdrawn`.
 4. Latency: a beat whose R peak is at sample ``r`` is returned by the `update` call that
    delivers sample ``r + latency_samples`` (`LATENCY_S`, 1.0 s). A beat found by search-back
    later than that is dropped (counted in `late_dropped`) rather than reported late.
@@ -116,7 +119,7 @@ _R_BEFORE_S: Final = 0.160  # R search window around the integrated peak (input 
 _R_AFTER_S: Final = 0.060
 _R_SLOPE_S: Final = 0.030  # R is within this of the steepest slope of that window
 _MINOR_HALF_S: Final = 0.050  # a minor peak is the largest mwi within this on either side
-_WITHDRAW_S: Final = 0.250  # a larger peak this soon after a minor search-back beat replaces it
+_WITHDRAW_S: Final = 0.250  # a larger, steeper beat this soon after a beat replaces it
 _THRESHOLD_FRACTION: Final = 0.25  # Hamilton & Tompkins use 0.3125
 _SEARCHBACK_FRACTION: Final = 0.5  # of the threshold, for search-back
 _MISSED_RR_FACTOR: Final = 1.5  # search back when no beat for this many mean RR
@@ -127,7 +130,7 @@ _UV_PER_MV: Final = 1000.0
 
 
 class _Withdrawable(NamedTuple):
-    """A beat search-back took from a minor peak, and the state it replaced (for rule 3c)."""
+    """The last beat and the state it replaced, kept for rule 3c."""
 
     p: int
     r: int
@@ -414,8 +417,8 @@ class QrsDetector:
         self._minor.append(cand)
 
     def _withdraw_if_replaced(self, cand: tuple[int, float, int, float]) -> None:
-        """Rule 3c: a minor search-back beat followed closely by a larger, steeper beat was
-        that beat's P wave or onset; withdraw it while it is still unreported."""
+        """Rule 3c: a beat followed closely by a larger, steeper one was that beat's P wave or
+        onset; withdraw it (and the level and RR it added) while it is still unreported."""
         w = self._withdrawable
         self._withdrawable = None
         p, amp, _, slope = cand
@@ -438,6 +441,10 @@ class QrsDetector:
     def _accept(self, cand: tuple[int, float, int, float], known_at: float) -> None:
         """Make ``cand`` the last beat; queue it unless it was decided too late (rule 4)."""
         p, amp, r, slope = cand
+        self._withdrawable = _Withdrawable(
+            p=p, r=r, amp=amp, slope=slope, had_rr=self._last_p is not None,
+            last_p=self._last_p, last_r=self._last_r, last_slope=self._last_slope,
+        )
         if self._last_p is not None:
             self._rr.append(p - self._last_p)
             del self._rr[:-_HISTORY]
@@ -475,14 +482,7 @@ class QrsDetector:
                 i = self._npk_p.index(best[0])
                 del self._npk[i]
                 del self._npk_p[i]
-            from_minor = best in self._minor
-            state = _Withdrawable(
-                p=best[0], r=best[2], amp=best[1], slope=best[3],
-                had_rr=self._last_p is not None, last_p=self._last_p, last_r=self._last_r,
-                last_slope=self._last_slope,
-            )
             self._accept(best, when)
-            self._withdrawable = state if from_minor else None
             return
         # Nothing: the beats may have become smaller (new lead, gain change).
         self._spk = [v * 0.5 for v in self._spk]
