@@ -128,6 +128,21 @@ def test_minor_peaks_and_withdrawal_on_fast_irregular_rhythm(rec203: EcgRecord) 
     assert np.all(np.diff(got) >= det2._rw)  # no two beats inside the refractory period
 
 
+def test_a_distinct_minor_peak_is_a_bump_not_a_shoulder() -> None:
+    """Rule 3b's test on the integrated slope around a minor peak (+-rw samples)."""
+    rw = 5
+    # A bump of 10 with a dip to 4 before the larger neighbour (16): distinct.
+    bump = np.array([0, 1, 2, 3, 6, 10, 7, 4, 9, 16, 12], dtype=np.int64)
+    assert QrsDetector._distinct(bump)
+    # The same bump on the rising flank of the neighbour, never below 7 (> 0.5 of 10): not.
+    shoulder = np.array([0, 1, 2, 3, 6, 10, 9, 8, 7, 16, 12], dtype=np.int64)
+    assert not QrsDetector._distinct(shoulder)
+    # A larger sample before it without a dip between (the decay of the previous beat): not.
+    decay = np.array([20, 16, 13, 11, 10, 10, 6, 3, 2, 1, 0], dtype=np.int64)
+    assert not QrsDetector._distinct(decay)
+    assert bump.shape[0] == 2 * rw + 1
+
+
 @pytest.mark.parametrize("fs", [125.0, 250.0, 500.0])
 def test_same_beats_at_other_sampling_rates(rec208: EcgRecord, fs: float) -> None:
     """Linear resampling of the 360 Hz record; beats within 20 ms of the 360 Hz ones."""
