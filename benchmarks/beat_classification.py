@@ -89,11 +89,11 @@ def evaluate_cnn(
     data: BeatDataset, folds: Sequence[Sequence[str]], *, seed: int, epochs: int
 ) -> dict[str, Any]:
     """Per fold, what `vigil-train ecg fit` ships, trained on the other folds' records
-    (`training.beat_bundle.fit_beat_model`: early stopping and thresholds on its own
+    (`training.beat_bundle.fit_beat_model`: early stopping and the F threshold on its own
     validation records): the float network (``cnn_float``, decision = most probable class),
-    the int8 network through the device's loader at the tuned thresholds with the novelty
-    rule (``cnn_int8``), and the int8 novelty autoencoder's MSE as a one-class score
-    (``novelty_int8``)."""
+    the int8 network through the device's loader at its thresholds (V and S 0.5, F tuned)
+    with the novelty rule (``cnn_int8``), and the int8 novelty autoencoder's MSE as a
+    one-class score (``novelty_int8``)."""
 
     from training.beat_bundle import fit_beat_model  # noqa: PLC0415 - TensorFlow only here
     from training.beat_model import predict_float  # noqa: PLC0415

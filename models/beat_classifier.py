@@ -8,7 +8,8 @@ the thresholds ``beat.v``, ``beat.s``, ``beat.f`` and ``beat.novelty_mse``. Trai
 (`training.beat_model`) fits those; this module is the one place that turns a feature row
 into the network's input, so training and device cannot scale differently.
 
-Decision rule (`BeatClassifier.label`), thresholds tuned on validation patients: V when
+Decision rule (`BeatClassifier.label`), thresholds from the bundle (training sets V's and S's
+at 0.5 and tunes F's on validation patients, `training.beat_bundle`): V when
 P(V) >= ``beat.v``; else S when P(S) >= ``beat.s``; else F when P(F) >= ``beat.f``; else N.
 A ventricular call comes first because it is the one that drives the high-priority alarms.
 

@@ -14,9 +14,9 @@ bundle SRC plus the beat model to DEST (training/beat_bundle.py).
 present: train on the DS1 records found, test on the DS2 records found. When either set is
 missing entirely it says so and falls back to ``--folds`` leave-records-out folds over the
 records that are there (never a beat-level split). It trains what ``fit`` ships (the int8
-network, thresholds tuned on training-side validation records) and scores the test beats
-through the device's loader, beside a LightGBM baseline on the same split; it prints which
-records it used and their beat counts.
+network; V and S thresholds 0.5, F's tuned on training-side validation records) and scores
+the test beats through the device's loader, beside a LightGBM baseline on the same split; it
+prints which records it used and their beat counts.
 
 Exit codes: 0 done, 1 the data cannot support the run, 2 bad usage.
 """
