@@ -49,6 +49,7 @@ bench: $(TEST_STAMP)
 	$(PY) benchmarks/hot_swap_gap.py
 	$(PY) benchmarks/qrs_detectors.py
 	$(PY) benchmarks/beat_classification.py
+	$(PY) benchmarks/ecg5000.py
 	$(PY) benchmarks/ecg_head_speed.py
 	$(PY) benchmarks/rhythm_alarms.py
 
