@@ -227,7 +227,7 @@ class QrsDetector:
         self._search_at: float | None = None
         self._pending: list[int] = []  # accepted R indices not yet reported
         self.late_dropped = 0
-        self.withdrawn = 0  # search-back beats withdrawn by rule 3c (diagnostics)
+        self.withdrawn = 0  # beats withdrawn by rule 3c (diagnostics)
 
     # ------------------------------------------------------------------ public API
 
@@ -405,13 +405,8 @@ class QrsDetector:
 
     def _classify(self, cand: tuple[int, float, int, float]) -> None:
         p, amp, _, slope = cand
-        # Search-backs due before this candidate happen first (time order).
-        while self._search_at is not None and self._search_at <= p:
-            self._search_back(self._search_at)
-        is_twave = self._last_p is not None and (
-            (p - self._last_p < self._twave and slope < _TWAVE_SLOPE_RATIO * self._last_slope)
-            or (p - self._last_p < self._double and slope < self._last_slope)
-        )
+        self._search_back_until(p)
+        is_twave = self._is_twave(p, slope)
         if amp > self._threshold() and not is_twave:
             self._withdraw_if_replaced(cand)
             self._accept(cand, p)
@@ -422,6 +417,21 @@ class QrsDetector:
             del self._npk[:-_HISTORY]
             del self._npk_p[:-_HISTORY]
         self._skipped.append(cand)
+
+    def _search_back_until(self, p: int) -> None:
+        """Run the search-backs due at or before candidate ``p`` first (time order)."""
+        while self._search_at is not None and self._search_at <= p:
+            self._search_back(self._search_at)
+
+    def _is_twave(self, p: int, slope: float) -> bool:
+        """Rule 3: a T wave (low slope within 360 ms) or an echo (less steep within 280 ms)
+        of the last beat."""
+        if self._last_p is None:
+            return False
+        dt = p - self._last_p
+        return (dt < self._twave and slope < _TWAVE_SLOPE_RATIO * self._last_slope) or (
+            dt < self._double and slope < self._last_slope
+        )
 
     @staticmethod
     def _distinct(around: NDArray[np.int64]) -> bool:
@@ -440,14 +450,13 @@ class QrsDetector:
         """Rule 3b: a distinct minor peak well above the threshold is a beat; any other minor
         peak is kept for search-back only (never noise)."""
         p, amp, _, slope = cand
-        while self._search_at is not None and self._search_at <= p:
-            self._search_back(self._search_at)
+        self._search_back_until(p)
         if (
             distinct
             and self._last_p is not None
             and p - self._last_p >= self._rw
             and slope >= _TWAVE_SLOPE_RATIO * self._last_slope
-            and not (p - self._last_p < self._double and slope < self._last_slope)
+            and not self._is_twave(p, slope)
             and amp > _MINOR_THRESHOLD * self._threshold()
         ):
             self._withdraw_if_replaced(cand)
@@ -505,7 +514,7 @@ class QrsDetector:
             self.late_dropped += 1
 
     def _search_back(self, when: float) -> None:
-        """No beat for 1.66 mean RR: take the largest skipped peak above half the threshold."""
+        """No beat for 1.5 mean RR: take the largest skipped peak above half the threshold."""
         limit = _SEARCHBACK_FRACTION * self._threshold()
         best: tuple[int, float, int, float] | None = None
         for c in self._skipped + self._minor:
@@ -516,7 +525,7 @@ class QrsDetector:
             if best is None or c[1] > best[1]:
                 best = c
         if best is not None:
-            # It was a beat, not noise: it leaves the noise level (adaptation 4).
+            # It was a beat, not noise: it leaves the noise level (adaptations above).
             if best[0] in self._npk_p:
                 i = self._npk_p.index(best[0])
                 del self._npk[i]
