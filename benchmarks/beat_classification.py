@@ -10,11 +10,10 @@ metrics per fold and pooled over all out-of-fold beats (definitions: `training.b
 The CNN (`training.beat_model`, issue 8) is trained on the same folds in the same run (early
 stopping on training records only), scored as float Keras (``cnn_float``) and as the full-int8
 TFLite model run beat by beat through the device adapter (``cnn_int8``), with the int8-vs-float
-AUROC drop per fold and pooled (export target: <= 0.005). Then ECG5000: one-class models on
-the training split's 292 normals, AUROC on the 4,500 test beats.
+AUROC drop per fold and pooled (export target: <= 0.005). ECG5000 is benchmarks/ecg5000.py.
 
 Targets for the CNN beat model (issue 8): AUROC abnormal vs normal >= 0.96 across patients,
-V Se and +P >= 90 %, S Se >= 75 % at +P >= 50 %, ECG5000 AUROC >= 0.995.
+V Se and +P >= 90 %, S Se >= 75 % at +P >= 50 %.
 
 Run: .venv/bin/python benchmarks/beat_classification.py [--data ../shared/data] [--folds 5]
      [--cnn-epochs 8] [--no-cnn] [--json out.json]
@@ -37,7 +36,6 @@ from training.beat_eval import (
     CLASS_MODELS,
     FoldScores,
     concat_scores,
-    evaluate_ecg5000,
     evaluate_folds,
     metrics,
     scores_from_probs,
@@ -45,7 +43,6 @@ from training.beat_eval import (
 from training.ecg_data import (
     BeatDataset,
     find_records,
-    load_ecg5000,
     load_mitdb,
     record_folds,
 )
@@ -135,51 +132,8 @@ def evaluate_cnn(
     return {"folds": per_fold, "pooled": pooled}
 
 
-def ecg5000_autoencoder(ecg: Any, seed: int) -> dict[str, float]:
-    """The novelty autoencoder's architecture (training.beat_model.train_novelty) trained on
-    ECG5000's training normals (40 of them held out for early stopping), float and int8."""
-    import tempfile  # noqa: PLC0415
-
-    from models.beat_classifier import RowModel, reconstruction_mse  # noqa: PLC0415
-    from training.beat_eval import auroc_auprc  # noqa: PLC0415
-    from training.beat_model import novelty_int8, train_novelty  # noqa: PLC0415
-    from training.ecg_data import Ecg5000  # noqa: PLC0415
-
-    normals = ecg.train_x[~Ecg5000.abnormal(ecg.train_y)].astype(np.float32)
-    order = np.random.default_rng(seed).permutation(len(normals))
-    fit, val = normals[order[40:]], normals[order[:40]]
-    model = train_novelty(fit, val, seed=seed, epochs=50, patience=20, batch_size=32)
-    x = ecg.test_x.astype(np.float32)
-    y = Ecg5000.abnormal(ecg.test_y)
-    out: dict[str, float] = {}
-    rec = np.asarray(model.predict(x, verbose=0), dtype=np.float64)
-    out["float"] = auroc_auprc(y, np.mean((rec - x) ** 2, axis=1))[0]
-    with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp:
-        path = Path(tmp) / "ae.tflite"
-        path.write_bytes(novelty_int8(model, fit))
-        out["int8"] = auroc_auprc(y, reconstruction_mse(RowModel(path), x))[0]
-    return out
-
-
 def _drops(rows: dict[str, dict[str, float]]) -> str:
     return ", ".join(f"{k} {rows['cnn_float'][k] - rows['cnn_int8'][k]:+.4f}" for k in AUROC_KEYS)
-
-
-def report_ecg5000(args: argparse.Namespace) -> dict[str, Any]:
-    """ECG5000 test split: one-class baselines and the novelty autoencoder, printed."""
-    ecg5000 = load_ecg5000(args.data / "ecg5000")
-    ecg = evaluate_ecg5000(ecg5000, seed=args.seed, n_jobs=args.jobs)
-    ae = {} if args.no_cnn else ecg5000_autoencoder(ecg5000, args.seed)
-    print("\nECG5000 test split (one-class on the training split's normals):")
-    for kind, auroc in ae.items():
-        print(f"  autoencoder {kind:5} AUROC {auroc:.4f}  (the beat novelty architecture)")
-    for name, m in ecg.items():
-        print(
-            f"  {name:12} AUROC {m['auroc']:.4f}  AUPRC {m['auprc']:.4f}  "
-            f"({int(m['train_normals'])} training normals, {int(m['test_beats'])} test beats, "
-            f"{int(m['test_abnormal'])} abnormal)"
-        )
-    return {**ecg, **{f"autoencoder_{k}": {"auroc": v} for k, v in ae.items()}}
 
 
 def main() -> None:
@@ -245,14 +199,12 @@ def main() -> None:
     if not args.no_cnn:
         print(f"cnn int8 vs float pooled AUROC drop (target <= 0.005): {_drops(pooled['metrics'])}")
 
-    ecg = report_ecg5000(args)
     total = time.perf_counter() - t0
     print(
         f"\ntotal {total:.1f} s (loading {t_load:.1f} s, baselines {t_base:.1f} s, "
         f"cnn {t_cnn:.1f} s)"
     )
     if args.json:
-        result["ecg5000"] = ecg
         result["seconds"] = total
         args.json.write_text(json.dumps(result, indent=1, allow_nan=True), encoding="utf-8")
 
