@@ -173,6 +173,9 @@ class SerialReader:
 
     def _deliver(self, data: bytes) -> None:
         frames = self._decoder.feed(data)
+        # Reported before the chunk's good frames go out, so the log keeps stream order and
+        # whoever sees a later frame also sees the warning about the bad ones before it.
+        self._maybe_log_errors()
         if frames:
             self.last_frame_monotonic = time.monotonic()
         for frame in frames:
@@ -181,7 +184,6 @@ class SerialReader:
             except Exception:
                 self.callback_errors += 1
                 _log.exception("frame handler failed on %s", type(frame).__name__)
-        self._maybe_log_errors()
 
     def _maybe_log_errors(self) -> None:
         stats = self._decoder.stats
