@@ -45,6 +45,7 @@ __all__ = [
     "DEFAULT_CANDIDATES",
     "Candidate",
     "CvResult",
+    "Embedding",
     "LofScorer",
     "Selection",
     "cv_folds",
@@ -63,6 +64,11 @@ SIGMAS: Final = (0.0, 1.0, 2.0, 3.0)
 """Gaussian smoothing widths tried, in samples of the 140-point beat (0: none)."""
 KNN_KS: Final = (1, 3, 5)
 LOF_KS: Final = (3, 4, 5, 6, 8, 10)
+WHITE_SIGMAS: Final = (1.0, 2.0, 3.0)
+WHITE_COMPONENTS: Final = (4, 5, 6, 8)
+"""Principal components kept by the whitened candidates (`Embedding`)."""
+WHITE_KNN_KS: Final = (1, 3)
+WHITE_LOF_KS: Final = (6, 8, 10, 12)
 TRUNCATE: Final = 4.0
 """Kernel half-width in sigmas (scipy.ndimage's default, so the two agree)."""
 
@@ -74,16 +80,25 @@ class Candidate:
     kind: Kind
     sigma: float
     k: int
+    components: int = 0
+    """Whitened principal components the distances are taken in (`Embedding`); 0: the smoothed
+    140 points themselves."""
 
     def __str__(self) -> str:
-        return f"{self.kind} sigma={self.sigma:g} k={self.k}"
+        white = f" pca={self.components}" if self.components else ""
+        return f"{self.kind} sigma={self.sigma:g}{white} k={self.k}"
 
 
 DEFAULT_CANDIDATES: Final = tuple(
     [Candidate("knn", s, k) for s in SIGMAS for k in KNN_KS]
     + [Candidate("lof", s, k) for s in SIGMAS for k in LOF_KS]
+    + [Candidate("knn", s, k, m) for s in WHITE_SIGMAS for m in WHITE_COMPONENTS
+       for k in WHITE_KNN_KS]
+    + [Candidate("lof", s, k, m) for s in WHITE_SIGMAS for m in WHITE_COMPONENTS
+       for k in WHITE_LOF_KS]
 )
-"""Grid order is also the tie-break order: simpler (knn, less smoothing, smaller k) first."""
+"""Grid order is also the tie-break order: simpler (raw before whitened, knn, less smoothing,
+smaller k) first."""
 
 
 def gaussian_smooth(x: NDArray[np.floating[Any]], sigma: float) -> NDArray[np.float64]:
@@ -129,11 +144,49 @@ def knn_distance(
 
 
 @dataclass(frozen=True)
+class Embedding:
+    """Beat -> vector the distances are taken in: Gaussian smoothing with ``sigma``, then, if
+    ``basis`` is set, centring on the reference normals' mean and projection on their leading
+    principal axes, each divided by its standard deviation (whitening)."""
+
+    sigma: float
+    center: NDArray[np.float64] | None = None
+    basis: NDArray[np.float64] | None = None
+    """(points, components): principal axes over their standard deviations."""
+
+    @classmethod
+    def fit(cls, normals: NDArray[np.floating[Any]], sigma: float, components: int) -> Embedding:
+        """Smoothing only (components 0) or whitened PCA of the smoothed ``normals``."""
+        if components == 0:
+            return cls(sigma)
+        ref = gaussian_smooth(normals, sigma)
+        n, points = ref.shape
+        if not 1 <= components < min(n, points):
+            raise ValueError(
+                f"components must be in [1, {min(n, points) - 1}] for {ref.shape} normals, "
+                f"got {components}"
+            )
+        center = ref.mean(axis=0)
+        _, sv, vt = np.linalg.svd(ref - center, full_matrices=False)
+        std = sv[:components] / math.sqrt(n - 1)
+        if not np.all(std > 0):
+            raise ValueError("normals span fewer directions than components")
+        return cls(sigma, center, np.asarray(vt[:components].T / std, dtype=np.float64))
+
+    def __call__(self, beats: NDArray[np.floating[Any]]) -> NDArray[np.float64]:
+        smooth = gaussian_smooth(beats, self.sigma)
+        if self.basis is None or self.center is None:
+            return smooth
+        return np.asarray((smooth - self.center) @ self.basis, dtype=np.float64)
+
+
+@dataclass(frozen=True)
 class LofScorer:
     """Local outlier factor of new beats against fixed reference normals (novelty mode).
 
-    ``references`` are already smoothed with ``sigma``; ``k_distance[i]`` is the distance of
-    reference i to its k-th nearest other reference, ``lrd[i]`` its local reachability density.
+    ``references`` are already embedded (`Embedding`: smoothed, perhaps whitened);
+    ``k_distance[i]`` is the distance of reference i to its k-th nearest other reference,
+    ``lrd[i]`` its local reachability density.
     A score near 1 is a beat as dense as its neighbourhood; larger is more anomalous. Same
     definition as sklearn's LocalOutlierFactor(novelty=True) (score = -score_samples).
     """
@@ -141,13 +194,16 @@ class LofScorer:
     references: NDArray[np.float64]
     k_distance: NDArray[np.float64]
     lrd: NDArray[np.float64]
-    sigma: float
+    embed: Embedding
     k: int
 
     @classmethod
-    def fit(cls, normals: NDArray[np.floating[Any]], sigma: float, k: int) -> LofScorer:
+    def fit(
+        cls, normals: NDArray[np.floating[Any]], sigma: float, k: int, components: int = 0
+    ) -> LofScorer:
         """Reference set from (n, points) normal beats; needs n > k."""
-        ref = gaussian_smooth(normals, sigma)
+        embed = Embedding.fit(normals, sigma, components)
+        ref = embed(normals)
         n = ref.shape[0]
         if not 1 <= k < n:
             raise ValueError(f"k must be in [1, {n - 1}] for {n} references, got {k}")
@@ -157,11 +213,11 @@ class LofScorer:
         dk = np.take_along_axis(d, idx, axis=1)
         k_distance = dk[:, -1]
         lrd = 1.0 / (np.mean(np.maximum(dk, k_distance[idx]), axis=1) + 1e-10)
-        return cls(ref, k_distance, lrd, sigma, k)
+        return cls(ref, k_distance, lrd, embed, k)
 
     def score(self, beats: NDArray[np.floating[Any]]) -> NDArray[np.float64]:
-        """(n,) LOF of (n, points) raw beats (smoothed here with the fitted sigma)."""
-        d = pairwise_distances(gaussian_smooth(beats, self.sigma), self.references)
+        """(n,) LOF of (n, points) raw beats (embedded here as the references were)."""
+        d = pairwise_distances(self.embed(beats), self.references)
         idx = np.argsort(d, axis=1, kind="stable")[:, : self.k]
         reach = np.maximum(np.take_along_axis(d, idx, axis=1), self.k_distance[idx])
         lrd = 1.0 / (np.mean(reach, axis=1) + 1e-10)
@@ -171,18 +227,19 @@ class LofScorer:
 @dataclass(frozen=True)
 class _KnnScorer:
     references: NDArray[np.float64]
-    sigma: float
+    embed: Embedding
     k: int
 
     def score(self, beats: NDArray[np.floating[Any]]) -> NDArray[np.float64]:
-        return knn_distance(self.references, gaussian_smooth(beats, self.sigma), self.k)
+        return knn_distance(self.references, self.embed(beats), self.k)
 
 
 def fit_scorer(candidate: Candidate, normals: NDArray[np.floating[Any]]) -> LofScorer | _KnnScorer:
     """The candidate's scorer fitted on ``normals``; ``.score(beats)`` is higher for anomalies."""
     if candidate.kind == "lof":
-        return LofScorer.fit(normals, candidate.sigma, candidate.k)
-    return _KnnScorer(gaussian_smooth(normals, candidate.sigma), candidate.sigma, candidate.k)
+        return LofScorer.fit(normals, candidate.sigma, candidate.k, candidate.components)
+    embed = Embedding.fit(normals, candidate.sigma, candidate.components)
+    return _KnnScorer(embed(normals), embed, candidate.k)
 
 
 def cv_folds(
