@@ -61,8 +61,15 @@ Rules (what a caller can rely on)
    steepest slope of a window around the integrated peak (without that limit a broad wave after
    a wide ventricular complex's sharp onset took the R, more than 150 ms from the annotation).
 2. Learning: the first `LEARNING_S` seconds after the first finite sample set the initial
-   levels; beats in them are decided when it ends, so those in its first ~0.2 s come too late
-   for rule 4 and are not reported (the start of a stream only).
+   levels; beats in them are decided when it ends. It is `LATENCY_S` minus the 200 ms
+   look-ahead, so even a beat in the stream's first samples is decided in time for rule 4 and
+   reported. No beat precedes the stream's first candidate, so the T-wave rule cannot apply
+   to it: a stream that starts just after a beat may report that beat's T wave. On the 26
+   shared records (learning 1.0 s before, which dropped the beats of the first 0.2 s): 4
+   first beats found (104, 207, 208, 220) and 5 detections added in the first 0.3 s (three T
+   waves, 106, 114, 119; the tail of a paced beat cut by the record start, 107; a whole beat
+   the reference leaves unannotated at 0.04 s, 116). Gross Se 99.798 -> 99.804 %, EC57 +P
+   99.744 -> 99.736 %.
 3. A candidate is a local maximum of the RMS slope strictly larger than everything in the
    200 ms before and not smaller than anything in the 200 ms after, above `FLOOR_MV_PER_S`.
    It is a beat if above the threshold ``NPK + 0.25 (SPK - NPK)`` (SPK, NPK: medians of the
@@ -110,8 +117,9 @@ INPUT_LIMIT_MV: Final = 20.0
 LATENCY_S: Final = 1.0
 """Delay from an R peak to its report: covers the 200 ms look-ahead and most search-backs."""
 
-LEARNING_S: Final = 1.0
-"""Seconds of signal used to set the initial signal and noise levels (Pan-Tompkins)."""
+LEARNING_S: Final = 0.8
+"""Seconds of signal that set the initial signal and noise levels (Pan-Tompkins): the latency
+less the 200 ms look-ahead, so the beats in it are still reported in time (rule 2)."""
 
 FLOOR_MV_PER_S: Final = 2.0
 """Smallest RMS slope that can be a QRS (mV/s); a flat or nearly flat line gives no beats."""

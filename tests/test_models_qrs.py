@@ -161,6 +161,25 @@ def test_same_beats_at_other_sampling_rates(rec208: EcgRecord, fs: float) -> Non
     assert np.mean(near <= 0.020) >= 0.97, np.sort(near)[-10:]
 
 
+@pytest.mark.parametrize("fs", [125.0, 250.0, 360.0, 500.0])
+def test_the_first_beat_of_a_stream_is_reported(rec208: EcgRecord, fs: float) -> None:
+    """208's first annotated beat is at 0.13 s: inside the learning period, yet reported with
+    the same fixed latency as every other beat (rule 2), at every rate."""
+    assert rec208.beats[0] / FS < 0.15
+    x = rec208.signal_mv[: int(3 * FS)]
+    y = np.interp(np.arange(int(3 * fs)) / fs, np.arange(x.shape[0]) / FS, x)
+    det = QrsDetector(fs)
+    for i in range(y.shape[0]):  # one sample per call: the report time is exact
+        got = det.update(y[i : i + 1])
+        if got.size:
+            assert abs(got[0] / fs - rec208.beats[0] / FS) < 0.05
+            assert i == got[0] + det.latency_samples
+            break
+    else:
+        pytest.fail("no beat reported in the first 3 s")
+    assert det.late_dropped == 0
+
+
 def test_flat_line_and_lost_data_give_no_beats(rec100: EcgRecord) -> None:
     det = QrsDetector(250.0)
     assert det.update(np.zeros(250 * 20)).size == 0
