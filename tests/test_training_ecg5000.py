@@ -1,12 +1,15 @@
 """training.ecg5000: the LOF scorer against sklearn's, the numpy smoothing against scipy's, the
-cross-validated selection on synthetic beats, and on the real ECG5000 files that the selection
-reads the training split only.
+whitened embedding against sklearn's PCA(whiten=True), the cross-validated selection on
+synthetic beats, and on the real ECG5000 files that the selection reads the training split only.
 
-Real-data floor: the LOF chosen by the benchmark (sigma 1, k 6) fitted on the 292 training
-normals scores 0.9931 test AUROC (benchmarks/ecg5000.py, the nearest-normal distance 0.9932,
-IsolationForest 0.949, a plain distance ratio without LOF's density step about 0.96 in
-cross-validation). The test asserts >= 0.99: it fails on a scorer that lost its density
-normalisation or its smoothing, and leaves 0.003 for BLAS and library differences.
+Real-data floors: the LOF chosen by the benchmark (sigma 1, 6 whitened components, k 10) fitted
+on the 292 training normals scores 0.9957 test AUROC (benchmarks/ecg5000.py); the test asserts
+issue 8's 0.995, which leaves only 0.0007 for BLAS and library differences (the whitening axes'
+signs do not change distances). Without the division by each axis' standard deviation it
+drops below (checked by hand). The earlier raw-beat LOF (sigma 1, k 6) scores 0.9931, asserted
+>= 0.99: it fails on a scorer that lost its density normalisation or its smoothing (the
+nearest-normal distance 0.9932, IsolationForest 0.949, a plain distance ratio without LOF's
+density step about 0.96 in cross-validation).
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ import numpy as np
 import pytest
 from _data import shared_data_dir
 from scipy.ndimage import gaussian_filter1d
+from sklearn.decomposition import PCA
 from sklearn.neighbors import LocalOutlierFactor
 
 from training.beat_eval import auroc_auprc
 from training.ecg5000 import (
     DEFAULT_CANDIDATES,
     Candidate,
+    Embedding,
     LofScorer,
     _auroc_rows,
     cv_folds,
@@ -30,6 +35,7 @@ from training.ecg5000 import (
     gaussian_smooth,
     knn_distance,
     paired_bootstrap,
+    pairwise_distances,
     select,
     select_ecg5000,
 )
@@ -67,6 +73,44 @@ def test_lof_matches_sklearn_novelty_mode(k: int) -> None:
     sk = LocalOutlierFactor(n_neighbors=k, novelty=True, algorithm="brute").fit(ref)
     np.testing.assert_allclose(LofScorer.fit(ref, 0.0, k).score(query),
                                -sk.score_samples(query), rtol=1e-9)
+
+
+def test_whitened_embedding_has_unit_covariance_and_matches_sklearn_pca() -> None:
+    """The embedded normals are centred with identity covariance; distances between embedded
+    beats equal those after sklearn's PCA(whiten=True) (axes' signs may differ)."""
+    normals = RNG.standard_normal((80, 30)) @ RNG.standard_normal((30, 30))
+    query = RNG.standard_normal((10, 30)) * 3.0
+    embed = Embedding.fit(normals, 1.5, 6)
+    z = embed(normals)
+    assert z.shape == (80, 6)
+    np.testing.assert_allclose(z.mean(axis=0), 0.0, atol=1e-10)
+    np.testing.assert_allclose(np.cov(z, rowvar=False), np.eye(6), atol=1e-10)
+    pca = PCA(n_components=6, whiten=True, svd_solver="full").fit(gaussian_smooth(normals, 1.5))
+    ours = pairwise_distances(embed(query), z)
+    theirs = pairwise_distances(pca.transform(gaussian_smooth(query, 1.5)),
+                                pca.transform(gaussian_smooth(normals, 1.5)))
+    np.testing.assert_allclose(ours, theirs, rtol=1e-8)
+
+
+def test_whitened_lof_is_sklearn_lof_in_the_whitened_space() -> None:
+    normals = RNG.standard_normal((70, 20)) * np.linspace(0.2, 3.0, 20)
+    query = RNG.standard_normal((15, 20)) * 2.0
+    embed = Embedding.fit(normals, 0.0, 5)
+    sk = LocalOutlierFactor(n_neighbors=8, novelty=True, algorithm="brute").fit(embed(normals))
+    np.testing.assert_allclose(LofScorer.fit(normals, 0.0, 8, components=5).score(query),
+                               -sk.score_samples(embed(query)), rtol=1e-9)
+    knn = fit_scorer(Candidate("knn", 0.0, 1, 5), normals).score(query)
+    np.testing.assert_allclose(knn, pairwise_distances(embed(query), embed(normals)).min(axis=1))
+
+
+def test_whitening_refuses_components_beyond_the_normals() -> None:
+    assert Embedding.fit(np.zeros((5, 3)), 0.0, 0).basis is None
+    with pytest.raises(ValueError, match="components must be"):
+        Embedding.fit(RNG.standard_normal((5, 40)), 0.0, 5)
+    with pytest.raises(ValueError, match="fewer directions"):
+        Embedding.fit(RNG.standard_normal((30, 1)) * RNG.standard_normal((1, 12)), 0.0, 2)
+    with pytest.raises(ValueError, match="fewer directions"):
+        Embedding.fit(np.ones((30, 12)), 0.0, 1)
 
 
 def test_lof_judges_distance_against_local_density() -> None:
@@ -148,12 +192,15 @@ def test_paired_bootstrap_is_zero_for_a_candidate_against_itself_and_signed() ->
 
 
 def test_default_grid_has_both_kinds() -> None:
-    kinds = {c.kind for c in DEFAULT_CANDIDATES}
-    assert kinds == {"knn", "lof"}
+    kinds = {(c.kind, c.components > 0) for c in DEFAULT_CANDIDATES}
+    assert kinds == {("knn", False), ("lof", False), ("knn", True), ("lof", True)}
+    assert CHOSEN in DEFAULT_CANDIDATES
     assert len(set(DEFAULT_CANDIDATES)) == len(DEFAULT_CANDIDATES)
 
 
-SMALL_GRID = (Candidate("knn", 0.0, 1), Candidate("lof", 1.0, 6))
+CHOSEN = Candidate("lof", 1.0, 10, 6)
+"""What benchmarks/ecg5000.py's full selection chose (fold AUROC 0.9987)."""
+SMALL_GRID = (Candidate("knn", 0.0, 1), Candidate("lof", 1.0, 6), CHOSEN)
 
 
 @pytest.fixture(scope="module")
@@ -171,10 +218,14 @@ def test_real_selection_reads_the_training_split_only(ecg: Ecg5000) -> None:
     assert seen == unseen
     assert (seen.n_normals, seen.n_abnormal) == (292, 208)
     assert all(r.mean > 0.98 for r in seen.results)
+    assert seen.chosen == CHOSEN  # whitening wins in one repeat too (0.9980 vs <= 0.9968)
 
 
-def test_real_chosen_lof_test_floor(ecg: Ecg5000) -> None:
+@pytest.mark.parametrize(
+    ("candidate", "floor"), [(CHOSEN, 0.995), (Candidate("lof", 1.0, 6), 0.99)]
+)
+def test_real_test_floor(ecg: Ecg5000, candidate: Candidate, floor: float) -> None:
     normals = ecg.train_x[~Ecg5000.abnormal(ecg.train_y)]
-    score = fit_scorer(Candidate("lof", 1.0, 6), normals).score(ecg.test_x)
+    score = fit_scorer(candidate, normals).score(ecg.test_x)
     auroc, _ = auroc_auprc(Ecg5000.abnormal(ecg.test_y), score)
-    assert auroc >= 0.99
+    assert auroc >= floor
