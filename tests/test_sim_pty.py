@@ -66,7 +66,10 @@ def link(tmp_path: Path) -> Path:
 
 def test_frames_over_a_real_pty(link: Path, tmp_path: Path):
     board = build_board(SimConfig(seed=3, events=(parse_event("probe_off@5:2"),)))
-    transport = PtyTransport(link=link, path_file=tmp_path / "path.txt", write_timeout_s=5.0)
+    # The drain bound too: at the end the runner closes the pty, and Linux discards whatever
+    # this thread had not read by then (slow to be scheduled on a loaded machine).
+    transport = PtyTransport(link=link, path_file=tmp_path / "path.txt", write_timeout_s=5.0,
+                             drain_timeout_s=_WAIT_S)
     transport.open()
     assert transport.path is not None
     assert os.readlink(link) == transport.path
@@ -129,7 +132,8 @@ def test_ping_over_the_pty_is_acked(link: Path):
 def test_cable_unplug_makes_the_port_vanish_and_the_link_comes_back(link: Path):
     board = build_board(SimConfig(seed=2, events=(parse_event("cable_unplug@5:3"),)))
     opened: list[str] = []
-    transport = PtyTransport(link=link, on_open=opened.append, write_timeout_s=5.0)
+    transport = PtyTransport(link=link, on_open=opened.append, write_timeout_s=5.0,
+                             drain_timeout_s=_WAIT_S)
     transport.open()
     fd = _open_raw(link)
     # Long enough that the new pty's first bytes wait in its buffer until we reconnect.
