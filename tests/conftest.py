@@ -75,6 +75,8 @@ class MqttCollector:
         self.messages: list[Received] = []
         self._cond = threading.Condition()
         self.connects = 0
+        self.subscribed = 0
+        """SUBACKs received: one per (re)connect, since each connect subscribes again."""
         persistent = client_id is not None
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
@@ -85,6 +87,7 @@ class MqttCollector:
         self._topics = [(t, 1) for t in topics]
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
         self.client.connect(broker.host, broker.port, keepalive=5)
         self.client.loop_start()
         self.wait_connected()
@@ -93,6 +96,11 @@ class MqttCollector:
         client.subscribe(self._topics)
         with self._cond:
             self.connects += 1
+            self._cond.notify_all()
+
+    def _on_subscribe(self, client: mqtt.Client, *args: Any) -> None:
+        with self._cond:
+            self.subscribed += 1
             self._cond.notify_all()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
@@ -106,10 +114,13 @@ class MqttCollector:
             self._cond.notify_all()
 
     def wait_connected(self, timeout_s: float = 10.0, count: int = 1) -> None:
+        """Until the ``count``-th connect's subscription is acknowledged (SUBACK): from then on
+        the broker delivers every message published on the topics, none is missed."""
         with self._cond:
-            ok = self._cond.wait_for(lambda: self.connects >= count, timeout_s)
-        assert ok, "collector did not connect"
-        time.sleep(0.2)  # SUBACK
+            ok = self._cond.wait_for(
+                lambda: self.connects >= count and self.subscribed >= count, timeout_s
+            )
+        assert ok, f"collector did not connect and subscribe within {timeout_s} s"
 
     def snapshot(self) -> list[Received]:
         with self._cond:

@@ -152,7 +152,7 @@ def test_unacknowledged_alerts_are_resent_in_order_after_broker_crash(
     sub.wait_for(lambda m: m.data.get("n") == 0)
     mosquitto.stop()  # a clean stop saves the subscriber's session to disk
     mosquitto.start()
-    _wait(lambda: pumped.publisher.connected and sub.connects >= 2)
+    _wait(lambda: pumped.publisher.connected and sub.subscribed >= 2)
     mosquitto.pause()
     for n in range(1, 9):
         pumped.alert(n)
