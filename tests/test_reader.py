@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -123,11 +123,10 @@ def test_missing_port_is_reported_once_and_retried(
     caplog.set_level(logging.DEBUG, logger="firmware_bridge.reader")
     reader = reader_factory(link)
     # Wait until it has failed a few times, then plug the board in.
-    deadline = threading.Event()
-    for _ in range(100):
-        if sum("still not available" in r.message for r in caplog.records) >= 2:
-            break
-        deadline.wait(0.05)
+    deadline = time.monotonic() + _WAIT_S
+    while sum("still not available" in r.getMessage() for r in list(caplog.records)) < 2:
+        assert time.monotonic() < deadline, "the reader did not retry the missing port"
+        time.sleep(0.05)
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1
     assert str(link) in errors[0].getMessage()
