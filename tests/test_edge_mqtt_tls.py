@@ -199,10 +199,7 @@ def test_the_command_line_clients_speak_tls_and_passwords_too(
             "--timeout", "5"]
     good = ["--username", USER, "--password-file", str(secret), "--tls-ca", str(pki / "ca.crt")]
     try:
-        for _ in range(50):
-            if runtime.publisher.connected:
-                break
-            time.sleep(0.1)
+        _wait(runtime.publisher, "connected", timeout_s=20.0)  # TLS handshake on a loaded CI
         assert main(["status", *base, *good]) == 0
         assert "tls-2: online" in capsys.readouterr().out
         assert main(["ack", *base, *good, "--bed", "bed1"]) == 0
