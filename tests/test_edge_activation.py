@@ -134,7 +134,9 @@ def test_install_switches_the_running_edge_warm_and_rollback_returns(
         assert state["source"] == "store"
         assert state["store"]["state"] == "trial"
         assert state["last_swap"]["outcome"] == "running"
-        assert state["last_swap"]["swap_ms"] < 1000.0  # the swap itself, between two ticks
+        # Reported, not bounded here: tests do not assert on wall-clock time (its size is
+        # benchmarks/hot_swap_gap.py's).
+        assert state["last_swap"]["swap_ms"] >= 0.0
         # Warm at once: a desaturation is scored by the new model, named in its alerts.
         board.spo2 = 72.0
         alert = sub.wait_for(lambda m: m.topic.endswith("/alert")

@@ -89,7 +89,6 @@ trusted_keys = ["{pub}"]
                      and m.data.get("state") == "refused"
                      and "requires.feature_spec_version = 2" in m.data["reason"], timeout_s=10)
 
-        t_flash = time.monotonic()
         assert train_main(["flash", str(new), *broker, "--timeout", "60"]) == 0
         table = capsys.readouterr().out
         assert "installed" in table
@@ -98,7 +97,6 @@ trusted_keys = ["{pub}"]
                              and m.data.get("version") == "v-flashed", timeout_s=20).data
         assert state["source"] == "store"
         sub.wait_for(_learned("v-flashed"), timeout_s=60)  # the next desaturation
-        flashed_s = time.monotonic() - t_flash
         status = sub.wait_for(lambda m: m.topic.endswith("/status") and m.data.get(
             "model", {}).get("version") == "v-flashed", timeout_s=20).data
     finally:
@@ -120,7 +118,6 @@ trusted_keys = ["{pub}"]
     assert by_id
     assert all(seqs == list(range(len(seqs))) for seqs in by_id.values()), by_id
     assert status["alerts"]["dropped"] == {"low": 0, "medium": 0, "high": 0}
-    assert flashed_s < 120
 
 
 @pytest.mark.parametrize(("step", "runs"), [("stage", "old"), ("switch", "new"),
