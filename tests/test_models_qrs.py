@@ -116,8 +116,8 @@ def test_minor_peaks_and_withdrawal_on_fast_irregular_rhythm(rec203: EcgRecord) 
     beats = np.concatenate((det.update(x), det.update(np.full(det.latency_samples + 800, x[-1]))))
     s = score_record("203", ref, beats[beats < x.shape[0]], FS)
     assert s.tp + s.fn > 400
-    assert s.fn <= 16, s
-    assert s.fp <= 3, s
+    assert s.fn <= 12, s  # 9 here (2026-12-07)
+    assert s.fp <= 5, s  # 4 here; at the whole record's rate (28 in 2,980) about 4
     # Over the first 2 minutes some search-back beats are withdrawn (rule 3c); never reported.
     first = rec203.signal_mv[: 2 * MINUTE]
     det2 = QrsDetector(FS)
