@@ -24,7 +24,8 @@ Padding is leaves nothing points to. For scoring, node ``j`` of tree ``t`` becom
 and ``s`` (go left), the next state; a leaf's next state is itself. Traversal then steps every
 (tree, row) pair at once, ``max_depth`` times: gather feature values, compare, ``s += go_right``,
 ``s = next[s]``. No Python loop over trees or rows, and buffers are allocated once per batch
-size, so a tick does no allocation beyond its result.
+size, so a tick does no allocation beyond its result. The tables and the walk are
+`models.trees`, shared with the LightGBM scorer `models.gbdt`.
 """
 
 from __future__ import annotations
@@ -40,16 +41,23 @@ import numpy.typing as npt
 
 from models.npz import ArraySpec, load_model, save_model
 from models.tflite import ModelError
+from models.trees import (
+    TREE_LEAF,
+    BufferCache,
+    TraversalBuffers,
+    TreeTables,
+    check_batch,
+    check_nodes,
+    chunks,
+    has_nan,
+    walk,
+)
 
 __all__ = ["IsolationForestScorer", "average_path_length"]
 
 FORMAT: Final = "vigil.isolation_forest/1"
 """Written into every file (`models.npz.FORMAT_KEY`); bump when the layout changes."""
 
-_TREE_LEAF: Final = -1  # sklearn's children_* value at a leaf
-_UNDEFINED: Final = -2  # sklearn's feature value at a leaf
-_MAX_CHUNK_ROWS: Final = 512  # rows per traversal; bounds the (trees x rows) buffers
-_MAX_CACHED_WORKSPACES: Final = 4
 
 _REQUIRED: Final[dict[str, ArraySpec]] = {
     "children_left": ("i", 2),
@@ -82,37 +90,20 @@ def average_path_length(n_samples: npt.ArrayLike) -> FloatArray:
     return out
 
 
-class _Workspace:
-    """Buffers for traversing ``rows`` rows through all trees; reused across calls.
+class _Workspace(TraversalBuffers):
+    """`models.trees.TraversalBuffers` plus this scorer's input copies and leaf sums."""
 
-    (trees, rows) arrays, or (trees,) for a single row: 1-D ufunc calls cost less, and a
-    tick is one row.
-    """
-
-    __slots__ = ("depth", "gather", "go", "isnan", "leaf", "leaf_2d", "nan_right", "root",
-                 "row_offset", "rows", "spare", "state", "thr", "vals", "x32", "x64")
+    __slots__ = ("depth", "leaf", "leaf_2d", "x32", "x64")
 
     def __init__(self, root_state: IntArray, rows: int, n_features: int) -> None:
+        super().__init__(root_state, rows, n_features)
         n_trees = root_state.shape[0]
-        shape: tuple[int, ...] = (n_trees,) if rows == 1 else (n_trees, rows)
-        self.rows = rows
         self.x32 = np.empty((rows, n_features), dtype=np.float32)
         self.x64 = np.empty((rows, n_features), dtype=np.float64)
-        self.root = np.empty(shape, dtype=np.intp)
-        self.root.reshape(n_trees, rows)[...] = root_state[:, np.newaxis]
-        self.state = np.empty(shape, dtype=np.intp)
-        self.gather = np.empty(shape, dtype=np.intp)
-        self.spare = np.empty(shape, dtype=np.intp)
-        self.vals = np.empty(shape, dtype=np.float64)
-        self.thr = np.empty(shape, dtype=np.float64)
-        self.go = np.empty(shape, dtype=np.bool_)
-        self.isnan = np.empty(shape, dtype=np.bool_)
-        self.nan_right = np.empty(shape, dtype=np.bool_)
-        self.leaf = np.empty(shape, dtype=np.float64)
+        self.leaf = np.empty(self.state.shape, dtype=np.float64)
         # (trees, rows) view of ``leaf`` even for one row, so the sum over trees fits ``depth``.
         self.leaf_2d = self.leaf.reshape(n_trees, rows)
         self.depth = np.empty(rows, dtype=np.float64)
-        self.row_offset = (np.arange(rows, dtype=np.intp) * n_features)[np.newaxis, :]
 
 
 def _model_error(message: str) -> ModelError:
@@ -162,34 +153,25 @@ class IsolationForestScorer:
         self._validate(left, right, feat, thr, samples, miss)
         self._left, self._right, self._feature = left, right, feat
         self._threshold, self._n_node_samples, self._missing_left = thr, samples, miss
-        n_trees, max_nodes = left.shape
-        self._n_trees: int = int(n_trees)
-
-        depth = self._node_depths(left, right)  # root = 0, -1 where unreachable
-        self._max_depth: int = int(depth.max())
-        is_leaf = left == _TREE_LEAF
-        base = (np.arange(n_trees, dtype=np.int64) * max_nodes)[:, np.newaxis]
-        node = base + np.arange(max_nodes, dtype=np.int64)[np.newaxis, :]
-        # Next state per (state, go_right): 2 * child, or the node itself at a leaf.
-        next_left = np.where(is_leaf, node, base + left) * 2
-        next_right = np.where(is_leaf, node, base + right) * 2
-        self._next = np.stack([next_left.ravel(), next_right.ravel()], axis=1).ravel()
-        self._next = self._next.astype(np.intp)
-        # Per state (even entries used; duplicated so the odd ones are harmless).
-        self._state_feature = np.repeat(np.where(is_leaf, 0, feat).ravel(), 2).astype(np.intp)
-        self._state_threshold = np.repeat(np.where(is_leaf, 0.0, thr).ravel(), 2)
-        self._state_nan_right = np.repeat((~miss & ~is_leaf).ravel(), 2)
+        is_leaf = left == TREE_LEAF
+        self._tables = TreeTables(left, right, feat, thr, ~miss & ~is_leaf)
+        self._n_trees: int = self._tables.n_trees
+        depth = self._tables.depth  # root = 0, -1 where unreachable
+        self._max_depth: int = self._tables.max_depth
         # sklearn: decision_path_length[leaf] + average_path_length[leaf] - 1.0, root depth 1.
         depth1 = (np.maximum(depth, 0) + 1).astype(np.float64)
         leaf_value = (depth1 + average_path_length(samples)) - 1.0
-        self._state_leaf_value = np.repeat(np.where(is_leaf, leaf_value, 0.0).ravel(), 2)
-        self._root_state: IntArray = (base[:, 0] * 2).astype(np.intp)
+        self._state_leaf_value = self._tables.leaf_state(leaf_value)
+        self._root_state: IntArray = self._tables.root_state
+        n_trees = self._n_trees
         denominator = n_trees * average_path_length([self._max_samples])
         self._denominator = float(denominator[0])
 
         self._lock = threading.Lock()
         self._single = _Workspace(self._root_state, 1, self._n_features)
-        self._workspaces: dict[int, _Workspace] = {}
+        self._workspaces: BufferCache[_Workspace] = BufferCache(
+            lambda rows: _Workspace(self._root_state, rows, self._n_features)
+        )
 
     def _validate(  # noqa: PLR0917 - the six node arrays of one model
         self,
@@ -200,61 +182,15 @@ class IsolationForestScorer:
         samples: npt.NDArray[np.int64],
         miss: npt.NDArray[np.bool_],
     ) -> None:
-        if left.ndim != 2 or left.shape[0] < 1 or left.shape[1] < 1:
-            raise _model_error(f"children_left must be (n_trees, max_nodes), got {left.shape}")
-        for name, arr in (("children_right", right), ("feature", feat), ("threshold", thr),
-                          ("n_node_samples", samples), ("missing_go_to_left", miss)):
-            if arr.shape != left.shape:
-                raise _model_error(f"{name} has shape {arr.shape}, expected {left.shape}")
-        if self._n_features < 1:
-            raise _model_error(f"n_features must be >= 1, got {self._n_features}")
+        check_nodes(left, right, feat, thr,
+                    per_node={"n_node_samples": samples, "missing_go_to_left": miss},
+                    n_features=self._n_features, error=_model_error)
         if self._max_samples < 1:
             raise _model_error(f"max_samples must be >= 1, got {self._max_samples}")
         if not np.isfinite(self._offset):
             raise _model_error(f"offset must be finite, got {self._offset}")
-        max_nodes = left.shape[1]
-        is_leaf = left == _TREE_LEAF
-        if np.any(is_leaf != (right == _TREE_LEAF)):
-            raise _model_error("a node has exactly one child")
-        node = np.arange(max_nodes)[np.newaxis, :]
-        internal = ~is_leaf
-        for name, child in (("children_left", left), ("children_right", right)):
-            bad = internal & ((child <= node) | (child >= max_nodes))
-            if bad.any():
-                t, j = np.argwhere(bad)[0]
-                raise _model_error(
-                    f"{name}[{t}, {j}] = {child[t, j]}: a child must come after its parent "
-                    f"and be < {max_nodes}"
-                )
-        bad_feature = internal & ((feat < 0) | (feat >= self._n_features))
-        if bad_feature.any():
-            t, j = np.argwhere(bad_feature)[0]
-            raise _model_error(
-                f"feature[{t}, {j}] = {feat[t, j]} outside [0, {self._n_features})"
-            )
-        if np.isnan(thr[internal]).any():
-            raise _model_error("a split threshold is NaN")
         if (samples < 0).any():
             raise _model_error("n_node_samples has a negative count")
-
-    @staticmethod
-    def _node_depths(
-        left: npt.NDArray[np.int64], right: npt.NDArray[np.int64]
-    ) -> npt.NDArray[np.int64]:
-        """Depth of every node below its root (0), -1 for nodes no root reaches (padding)."""
-        n_trees, max_nodes = left.shape
-        flat_left = (left + np.arange(n_trees)[:, np.newaxis] * max_nodes).ravel()
-        flat_right = (right + np.arange(n_trees)[:, np.newaxis] * max_nodes).ravel()
-        leaf = left.ravel() == _TREE_LEAF
-        depth = np.full(n_trees * max_nodes, -1, dtype=np.int64)
-        frontier = np.arange(n_trees) * max_nodes
-        level = 0
-        while frontier.size:
-            depth[frontier] = level
-            inner = frontier[~leaf[frontier]]
-            frontier = np.concatenate([flat_left[inner], flat_right[inner]])
-            level += 1
-        return depth.reshape(n_trees, max_nodes)
 
     # -- properties -----------------------------------------------------------------------
 
@@ -293,48 +229,12 @@ class IsolationForestScorer:
 
     # -- scoring --------------------------------------------------------------------------
 
-    def _workspace(self, rows: int) -> _Workspace:
-        ws = self._workspaces.get(rows)
-        if ws is None:
-            if len(self._workspaces) >= _MAX_CACHED_WORKSPACES:
-                self._workspaces.clear()
-            ws = _Workspace(self._root_state, rows, self._n_features)
-            self._workspaces[rows] = ws
-        return ws
-
     def _walk(self, ws: _Workspace, rows_in: npt.NDArray[Any]) -> IntArray:
-        """Send every (tree, row) pair to its leaf, sklearn's way; returns the leaf states.
-
-        The array methods (``a.take(idx, None, out, "clip")``) are used rather than the
-        ``np.take`` function: same kernel, a third of the call overhead, which is most of the
-        cost for one row. "clip" never clips: indices were validated at construction.
-        """
+        """Send every (tree, row) pair to its leaf, sklearn's way; returns the leaf states."""
         np.copyto(ws.x32, rows_in, casting="unsafe")  # sklearn scores float32 input
         np.copyto(ws.x64, ws.x32)
         x_flat = ws.x64.reshape(-1)
-        # x.x is NaN exactly when some x is NaN (inf squares to inf, never to NaN).
-        has_nan = bool(np.isnan(x_flat.dot(x_flat)))
-        feature, threshold, nxt = self._state_feature, self._state_threshold, self._next
-        state, spare, gather, vals, thr, go = ws.state, ws.spare, ws.gather, ws.vals, ws.thr, ws.go
-        add_row_offset = ws.rows > 1
-        np.copyto(state, ws.root)
-        for _ in range(self._max_depth):
-            feature.take(state, None, gather, "clip")
-            if add_row_offset:
-                np.add(gather, ws.row_offset, out=gather)
-            x_flat.take(gather, None, vals, "clip")
-            threshold.take(state, None, thr, "clip")
-            np.greater(vals, thr, out=go)
-            if has_nan:
-                # NaN compares False; send it where the tree recorded (right if not left).
-                np.isnan(vals, out=ws.isnan)
-                self._state_nan_right.take(state, None, ws.nan_right, "clip")
-                np.logical_and(ws.isnan, ws.nan_right, out=ws.isnan)
-                np.logical_or(go, ws.isnan, out=go)
-            np.add(state, go, out=state)
-            nxt.take(state, None, spare, "clip")
-            state, spare = spare, state
-        return state
+        return walk(self._tables, ws, x_flat, has_nan(x_flat))
 
     def _traverse(self, ws: _Workspace, rows_in: npt.NDArray[Any], out: FloatArray) -> None:
         """``score_samples`` of ``rows_in`` (ws.rows x n_features) into ``out`` (ws.rows,)."""
@@ -350,28 +250,16 @@ class IsolationForestScorer:
         np.power(2.0, out, out=out)
         np.negative(out, out=out)
 
-    def _check_batch(self, x: npt.ArrayLike) -> npt.NDArray[Any]:
-        arr = np.asarray(x)
-        if arr.ndim != 2 or arr.shape[1] != self._n_features:
-            raise _model_error(
-                f"input must be (n_rows, {self._n_features}), got shape {arr.shape}"
-            )
-        if arr.dtype.kind not in "fiub":
-            raise _model_error(f"input must be numeric, got dtype {arr.dtype}")
-        return arr
-
     def score_samples(self, x: npt.ArrayLike) -> FloatArray:
         """sklearn's ``score_samples``: the opposite of the anomaly score; lower = more abnormal.
 
         Equal to ``IsolationForest.score_samples`` to 1e-9 (in practice to a few ulp).
         """
-        arr = self._check_batch(x)
-        n_rows = arr.shape[0]
-        out = np.empty(n_rows, dtype=np.float64)
+        arr = check_batch(x, self._n_features, _model_error)
+        out = np.empty(arr.shape[0], dtype=np.float64)
         with self._lock:
-            for start in range(0, n_rows, _MAX_CHUNK_ROWS):
-                stop = min(start + _MAX_CHUNK_ROWS, n_rows)
-                ws = self._workspace(stop - start)
+            for start, stop in chunks(arr.shape[0]):
+                ws = self._workspaces.get(stop - start)
                 self._traverse(ws, arr[start:stop], out[start:stop])
         return out
 

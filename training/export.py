@@ -13,10 +13,16 @@ are refused with `ExportError` saying why and what to change, never approximated
   one core sample; ``X_train`` must be the data it was fitted on (checked).
 - LogisticRegression: binary only (multiclass is a softmax or one-vs-rest over several
   coefficient rows: refused), dense coefficients, with an optional fitted StandardScaler.
+- LightGBM (``LGBMClassifier`` or its ``Booster``, read through ``dump_model()``): objective
+  ``binary`` (sigmoid 1) or ``multiclass`` (softmax, 3+ classes), numerical splits. Refused:
+  not fitted, categorical splits, linear trees, random-forest averaging, other objectives
+  (``multiclassova``, ``cross_entropy``, custom, regression/ranking). lightgbm is imported only
+  inside `export_lightgbm`: it is a training-only dependency.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -27,10 +33,17 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from models.dbscan import DbscanScorer
+from models.gbdt import MISSING_NAN, MISSING_NONE, MISSING_ZERO, GradientBoostedTrees
 from models.iforest import IsolationForestScorer
 from models.logistic import LogisticScorer
 
-__all__ = ["ExportError", "export_dbscan", "export_isolation_forest", "export_logistic"]
+__all__ = [
+    "ExportError",
+    "export_dbscan",
+    "export_isolation_forest",
+    "export_lightgbm",
+    "export_logistic",
+]
 
 _TREE_LEAF = -1
 _UNDEFINED = -2
@@ -190,3 +203,135 @@ def export_logistic(
             else np.ones(n_features)
         )
     return LogisticScorer(mean, scale, coef[0], intercept)
+
+
+_LIGHTGBM_MISSING = {"None": MISSING_NONE, "Zero": MISSING_ZERO, "NaN": MISSING_NAN}
+
+
+def _lightgbm_booster(model: Any) -> Any:
+    import lightgbm as lgb  # noqa: PLC0415 - training-only dependency
+
+    if isinstance(model, lgb.Booster):
+        return model
+    if isinstance(model, lgb.LGBMClassifier):
+        try:
+            return model.booster_
+        except (AttributeError, lgb.compat.LGBMNotFittedError) as exc:
+            raise ExportError("LGBMClassifier is not fitted (no booster_); call fit() first") \
+                from exc
+    raise ExportError(
+        f"expected a fitted lightgbm.LGBMClassifier or Booster, got {type(model).__name__}"
+    )
+
+
+def _lightgbm_classes(dump: Mapping[str, Any]) -> int:
+    """Number of classes from the dump's objective, refusing what the scorer cannot do."""
+    objective = str(dump.get("objective", ""))
+    name, *params = objective.split()
+    options = dict(p.split(":", 1) for p in params if ":" in p)
+    if name == "binary":
+        sigmoid = float(options.get("sigmoid", "1"))
+        if sigmoid != 1.0:
+            raise ExportError(
+                f"binary objective with sigmoid:{sigmoid} is not supported (the device applies "
+                "1 / (1 + exp(-raw))); train with the default sigmoid=1.0"
+            )
+        return 2
+    if name == "multiclass":
+        n_classes = int(dump["num_class"])
+        if n_classes < 3:
+            raise ExportError(
+                f"multiclass objective with {n_classes} classes is not supported; train a "
+                "binary objective for two classes (LGBMClassifier does)"
+            )
+        return n_classes
+    raise ExportError(
+        f"objective {objective or '(none)'!r} is not supported: only 'binary' and "
+        "'multiclass' (softmax) classifiers are exported"
+    )
+
+
+class _TreePacker:
+    """Flattens one dumped LightGBM tree (nested dicts) into pre-order node rows."""
+
+    def __init__(self, tree_index: int) -> None:
+        self.tree_index = tree_index
+        self.rows: list[tuple[int, int, int, float, bool, int, float]] = []
+
+    def add(self, node: Mapping[str, Any]) -> int:
+        """Append ``node`` and its subtree; returns its index (children come after it)."""
+        index = len(self.rows)
+        if "leaf_value" in node or "split_feature" not in node:
+            if "leaf_coeff" in node or "leaf_const" in node:
+                raise ExportError("linear trees (linear_tree=True) are not supported")
+            self.rows.append((_TREE_LEAF, _TREE_LEAF, _UNDEFINED, 0.0, False, MISSING_NONE,
+                              float(node["leaf_value"])))
+            return index
+        decision = node.get("decision_type")
+        if decision != "<=":
+            raise ExportError(
+                f"tree {self.tree_index}: split with decision_type {decision!r} (categorical) "
+                "is not supported; pass categorical features as numbers or one-hot columns"
+            )
+        missing = _LIGHTGBM_MISSING.get(str(node.get("missing_type")))
+        if missing is None:
+            raise ExportError(
+                f"tree {self.tree_index}: unknown missing_type {node.get('missing_type')!r}"
+            )
+        self.rows.append((_TREE_LEAF, _TREE_LEAF, int(node["split_feature"]),
+                          float(node["threshold"]), bool(node["default_left"]), missing, 0.0))
+        left = self.add(node["left_child"])
+        right = self.add(node["right_child"])
+        self.rows[index] = (left, right, *self.rows[index][2:])
+        return index
+
+
+def export_lightgbm(model: Any) -> GradientBoostedTrees:
+    """Pack every tree of a fitted LightGBM classifier into padded arrays; returns the scorer.
+
+    ``model`` is a fitted ``lightgbm.LGBMClassifier`` or ``lightgbm.Booster``. The trees are
+    those ``predict_proba`` uses (``dump_model()`` and ``predict`` both stop at
+    ``best_iteration`` after early stopping). Columns of the scorer's ``predict_proba`` are
+    LightGBM's class indices, i.e. ``LGBMClassifier.classes_`` in order.
+    """
+    booster = _lightgbm_booster(model)
+    dump = booster.dump_model()
+    n_classes = _lightgbm_classes(dump)
+    if dump.get("average_output"):
+        raise ExportError("random-forest boosting (average_output) is not supported")
+    if dump.get("is_linear") or dump.get("linear_tree"):
+        raise ExportError("linear trees (linear_tree=True) are not supported")
+    tree_info = dump.get("tree_info") or []
+    if not tree_info:
+        raise ExportError("LightGBM model has no trees; call fit() first")
+    packed = []
+    for i, tree in enumerate(tree_info):
+        if int(tree.get("num_cat", 0)):
+            raise ExportError(
+                f"tree {i} has categorical splits; pass categorical features as numbers"
+            )
+        packer = _TreePacker(i)
+        packer.add(tree["tree_structure"])
+        packed.append(packer.rows)
+    max_nodes = max(len(rows) for rows in packed)
+    columns: list[npt.NDArray[Any]] = [
+        np.full((len(packed), max_nodes), fill, dtype=dtype)
+        for fill, dtype in ((_TREE_LEAF, np.int64), (_TREE_LEAF, np.int64),
+                            (_UNDEFINED, np.int64), (0.0, np.float64), (False, np.bool_),
+                            (MISSING_NONE, np.int8), (0.0, np.float64))
+    ]
+    for t, rows in enumerate(packed):
+        for k, values in enumerate(zip(*rows, strict=True)):
+            columns[k][t, : len(rows)] = values
+    left, right, feature, threshold, default_left, missing, leaf_value = columns
+    return GradientBoostedTrees(
+        children_left=left,
+        children_right=right,
+        feature=feature,
+        threshold=threshold,
+        default_left=default_left,
+        missing_type=missing,
+        leaf_value=leaf_value,
+        n_features=int(dump["max_feature_idx"]) + 1,
+        n_classes=n_classes,
+    )
