@@ -77,8 +77,8 @@ Rules (what a trained bundle relies on; see models/BUNDLE.md for the contract it
     consciousness and oxygen are not inputs of a vitals bundle (its feature spec): they enter
     NEWS2 only.
 11. **Beat model.** A bundle that also holds the ECG beat model (components
-    ``beat_classifier`` and ``beat_novelty``, ``extra.beats``, ``requires.beat_spec_version``:
-    `models.beat_classifier`) hands it to the
+    ``beat_classifier``, ``beat_novelty`` and, from beat spec 3, ``beat_trees``,
+    ``extra.beats``, ``requires.beat_spec_version``: `models.beat_classifier`) hands it to the
     ECG head (`edge.ecg.EcgDetector.use_classifier`). One it cannot run is refused whole, as
     rule 6 says, naming the field; a bundle without one leaves the ECG head on its
     class-free rules.
@@ -105,6 +105,7 @@ from edge.explain import MAX_DRIVERS
 from firmware_bridge.frames import PROTOCOL_VERSION
 from models.beat_classifier import COMPONENT as BEAT_COMPONENT
 from models.beat_classifier import NOVELTY as BEAT_NOVELTY
+from models.beat_classifier import TREES as BEAT_TREES
 from models.beat_classifier import BeatClassifier, BeatClassifierError
 from models.beats import BEAT_SPEC_VERSION
 from models.bundle import Bundle, BundleError, bundle_location, load_bundle
@@ -307,6 +308,7 @@ def beat_classifier(bundle: Bundle) -> BeatClassifier | None:
     try:
         return BeatClassifier.from_bundle(m.extra, m.thresholds, bundle.components[BEAT_COMPONENT],
                                           novelty=bundle.components.get(BEAT_NOVELTY),
+                                          trees=bundle.components.get(BEAT_TREES),
                                           version=bundle.version)
     except BeatClassifierError as exc:
         raise _refuse(str(exc)) from exc

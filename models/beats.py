@@ -56,12 +56,21 @@ Rules (the contract a trained beat model relies on; changing one bumps `BEAT_SPE
    paths run the same `TemplateTracker` arithmetic in the same order, so they agree bit for
    bit.
 6. A feature row (`beat_features`, `Beat.features`) is the shape window (``n_points``),
-   the deviation (``n_points``), then the RR features: `BeatSpec.n_features` columns
-   (`BeatSpec.window_columns`, `deviation_columns`, `rr_columns`).
+   the deviation (``n_points``), the RR features, then the context scalars of rule 8:
+   `BeatSpec.n_features` columns (`BeatSpec.window_columns`, `deviation_columns`,
+   `rr_columns`, `context_columns`). The beat network reads the first three blocks
+   (`BeatSpec.network_columns`), the tree model all of them.
 7. Latency on the edge: a beat's RR features are final only when the *next* R peak arrives
    (``post_rr``), and its window when ``after_s`` of signal (plus one sample) has followed R.
    `BeatStream` emits beat i at whichever comes later: one beat (one RR interval) after R,
    or 0.4 s after R if the next beat comes sooner.
+8. Context scalars (`models.beat_context`, `CONTEXT_FEATURE_NAMES`): the beat against the
+   patient's earlier beats (a gated template, the last 8 and 16 windows, its size in lead
+   units against the running size, its intervals against the recent rhythm). They need the
+   window's RMS before rule 2's scaling, the deviation and the RR features, and take the
+   beats in stream order like the template of rule 5 (same first beat). Values that need
+   more history than there is are NaN (the first two beats of a stream); such rows are
+   not usable.
 
 AAMI classes (ANSI/AAMI EC57, as used by de Chazal et al. 2004) of MIT-BIH beat symbols:
 
@@ -94,11 +103,14 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from models.beat_context import CONTEXT_FEATURE_NAMES, ContextTracker
+
 __all__ = [
     "AAMI_CLASSES",
     "AAMI_OF_SYMBOL",
     "BEAT_SPEC_VERSION",
     "BEAT_SYMBOLS",
+    "CONTEXT_FEATURE_NAMES",
     "DEFAULT_SPEC",
     "MIN_FS_HZ",
     "NOT_A_BEAT",
@@ -106,6 +118,7 @@ __all__ = [
     "Beat",
     "BeatSpec",
     "BeatStream",
+    "ContextTracker",
     "RRFeatureStream",
     "TemplateTracker",
     "aami_codes",
@@ -114,7 +127,7 @@ __all__ = [
     "segment_beats",
 ]
 
-BEAT_SPEC_VERSION: Final = 2
+BEAT_SPEC_VERSION: Final = 3
 """Version of the rules in the module docstring."""
 
 MIN_FS_HZ: Final = 125.0
@@ -194,8 +207,8 @@ class BeatSpec:
 
     @property
     def n_features(self) -> int:
-        """Length of a `beat_features` row: window, deviation, RR features (rule 6)."""
-        return 2 * self.n_points + len(RR_FEATURE_NAMES)
+        """Length of a `beat_features` row: window, deviation, RR, context (rule 6)."""
+        return 2 * self.n_points + len(RR_FEATURE_NAMES) + len(CONTEXT_FEATURE_NAMES)
 
     @property
     def window_columns(self) -> slice:
@@ -210,7 +223,21 @@ class BeatSpec:
     @property
     def rr_columns(self) -> slice:
         """Columns holding the RR features, in `RR_FEATURE_NAMES` order."""
-        return slice(2 * self.n_points, self.n_features)
+        return slice(2 * self.n_points, 2 * self.n_points + len(RR_FEATURE_NAMES))
+
+    @property
+    def context_columns(self) -> slice:
+        """Columns holding the context scalars, in `CONTEXT_FEATURE_NAMES` order (rule 8)."""
+        return slice(self.rr_columns.stop, self.n_features)
+
+    @property
+    def network_columns(self) -> slice:
+        """Columns the beat network reads: window, deviation, RR features."""
+        return slice(0, self.rr_columns.stop)
+
+    def context_tracker(self) -> ContextTracker:
+        """A fresh rule-8 tracker for one stream."""
+        return ContextTracker(self.n_points, self.before_s, self.after_s, self.template_alpha)
 
     def to_dict(self) -> dict[str, float | int]:
         """The spec with its version, for a bundle manifest (`from_dict` reads it back)."""
@@ -295,6 +322,19 @@ def segment_beats(
     ``signal`` is one ECG lead in any unit; ``signal[0]`` is stream sample ``offset`` (a ring
     buffer passes its start here), ``r_samples`` are stream sample indices. Rules 1 to 3.
     """
+    windows, _, complete = _cut_windows(signal, r_samples, fs, spec, offset=offset)
+    return windows, complete
+
+
+def _cut_windows(
+    signal: ArrayLike,
+    r_samples: ArrayLike,
+    fs: float,
+    spec: BeatSpec,
+    *,
+    offset: int = 0,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
+    """`segment_beats` plus each window's RMS before scaling (lead units; rule 8 needs it)."""
     x = np.asarray(signal, dtype=np.float64)
     if x.ndim != 1 or x.size == 0:
         raise ValueError("signal must be a non-empty 1-D array")
@@ -306,13 +346,9 @@ def segment_beats(
     lo = np.clip(i0, 0, last)
     hi = np.clip(i0 + 1, 0, last)
     raw = x[lo] * (1.0 - frac) + x[hi] * frac
-    return _normalise(raw), complete
-
-
-def _normalise(raw: NDArray[np.float64]) -> NDArray[np.float64]:
     centred = raw - np.median(raw, axis=1, keepdims=True)
     rms = np.sqrt(np.mean(centred * centred, axis=1, keepdims=True))
-    return centred / np.where(rms > 0, rms, 1.0)
+    return centred / np.where(rms > 0, rms, 1.0), rms[:, 0], complete
 
 
 def _finish_rr(
@@ -409,17 +445,22 @@ def beat_features(
 ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
     """Feature rows per beat (n_beats, `BeatSpec.n_features`, rule 6) and a usability mask.
 
-    The mask is True where the row is usable: the window is complete and the RR features are
-    defined (every beat but the first and the last of the record).
+    The mask is True where the row is usable: the window is complete and every feature is
+    defined (not the first two beats of the record, nor the last).
     """
-    windows, complete = segment_beats(signal, r_samples, fs, spec)
+    windows, rms, complete = _cut_windows(signal, r_samples, fs, spec)
     rr = rr_features(r_samples, fs, spec)
-    deviations = np.full_like(windows, np.nan)
+    rows = np.full((windows.shape[0], spec.n_features), np.nan)
+    rows[:, spec.window_columns] = windows
+    rows[:, spec.rr_columns] = rr
     tracker = TemplateTracker(spec.n_points, spec.template_alpha)
+    context = spec.context_tracker()
     for i in range(1, windows.shape[0]):
-        deviations[i] = tracker.deviation(windows[i])
-    usable = complete & np.all(np.isfinite(rr), axis=1)
-    return np.concatenate([windows, deviations, rr], axis=1), usable
+        deviation = tracker.deviation(windows[i])
+        rows[i, spec.deviation_columns] = deviation
+        rows[i, spec.context_columns] = context.update(windows[i], deviation, rms[i], rr[i])
+    usable = complete & np.all(np.isfinite(rows), axis=1)
+    return rows, usable
 
 
 class RRFeatureStream:
@@ -503,6 +544,7 @@ class BeatStream:
         self.spec = spec
         self._rr = RRFeatureStream(fs, spec)
         self._template = TemplateTracker(spec.n_points, spec.template_alpha)
+        self._context = spec.context_tracker()
         whole, _ = spec.relative_positions(fs)
         self._first_offset = int(whole[0])
         self._need_after = spec.after_samples(fs)
@@ -532,11 +574,13 @@ class BeatStream:
         out = []
         while self._waiting and self._waiting[0][0] + self._need_after < self.samples_seen:
             r, rr = self._waiting.popleft()
-            window, complete = segment_beats(
+            window, rms, complete = _cut_windows(
                 self._buf, np.array([r]), self.fs, self.spec, offset=self._start
             )
             deviation = self._template.deviation(window[0])
-            out.append(Beat(r, np.concatenate([window[0], deviation, rr]), bool(complete[0])))
+            context = self._context.update(window[0], deviation, float(rms[0]), rr)
+            row = np.concatenate([window[0], deviation, rr, context])
+            out.append(Beat(r, row, bool(complete[0])))
         self._trim()
         return out
 

@@ -31,8 +31,9 @@ from typing import Any, Final, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from models.beat_classifier import ROW_KIND, RowModel
+from models.beat_classifier import ROW_KIND, TREES_KIND, RowModel
 from models.dbscan import DbscanScorer
+from models.gbdt import GradientBoostedTrees
 from models.iforest import IsolationForestScorer
 from models.logistic import LogisticScorer
 
@@ -98,6 +99,7 @@ register_loader("iforest", IsolationForestScorer.load)
 register_loader("dbscan", DbscanScorer.load)
 register_loader("logistic", LogisticScorer.load)
 register_loader(ROW_KIND, RowModel)
+register_loader(TREES_KIND, GradientBoostedTrees.load)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from models.beats import (
     AAMI_CLASSES,
     AAMI_OF_SYMBOL,
     BEAT_SYMBOLS,
+    CONTEXT_FEATURE_NAMES,
     NOT_A_BEAT,
     RR_FEATURE_NAMES,
     BeatSpec,
@@ -174,8 +175,8 @@ def test_streaming_equals_batch_bit_for_bit(seed: int, fs: float) -> None:
     assert [b.r_sample for b in out] == r[1:-1].tolist()
     for b in out:
         i = int(np.searchsorted(r, b.r_sample))
-        assert np.array_equal(b.features, batch[i])
-        assert b.complete == usable[i]
+        assert np.array_equal(b.features, batch[i], equal_nan=True)
+        assert usable[i] == (b.complete and bool(np.all(np.isfinite(b.features))))
     # Only what is still needed is kept: under two beat windows' worth plus a chunk.
     assert stream._buf.size < 3 * fs
 
@@ -209,7 +210,7 @@ def test_a_beat_comes_out_one_beat_later_and_only_with_its_whole_window() -> Non
     assert beat.r_sample == 1200
     assert beat.complete
     batch, _ = beat_features(x[:1346], [1000, 1200, 1300, 1345], fs)
-    assert np.array_equal(beat.features, batch[1])
+    assert np.array_equal(beat.features, batch[1], equal_nan=True)
 
 
 def test_long_rr_mean_covers_rr_long_beats_intervals() -> None:
@@ -236,7 +237,9 @@ def test_deviation_is_the_window_minus_the_running_template() -> None:
     for i in range(2, len(rows)):
         template += 0.25 * (win[i - 1] - template)
         np.testing.assert_allclose(dev[i], win[i] - template, atol=1e-12)
-    assert rows.shape[1] == spec.n_features == 2 * spec.n_points + len(RR_FEATURE_NAMES)
+    assert rows.shape[1] == spec.n_features == (
+        2 * spec.n_points + len(RR_FEATURE_NAMES) + len(CONTEXT_FEATURE_NAMES)
+    )
     np.testing.assert_array_equal(rows[:, spec.rr_columns], rr_features(r, fs, spec))
 
 

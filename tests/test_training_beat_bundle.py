@@ -15,7 +15,7 @@ pytest.importorskip("tensorflow", reason="tensorflow-cpu is in vigil[train]")
 from edge.config import parse_config
 from edge.learned import load_learned
 from models.beat_classifier import COMPONENT
-from models.beats import DEFAULT_SPEC
+from models.beats import BEAT_SPEC_VERSION, DEFAULT_SPEC
 from models.bundle import load_bundle, packaged_bundle
 from training.beat_bundle import (
     GOLDEN_PER_CLASS,
@@ -51,7 +51,14 @@ def test_fitted_beat_model_has_thresholds_golden_rows_and_figures(
 ) -> None:
     assert set(artifacts.thresholds) == {"beat.v", "beat.s", "beat.f", "beat.novelty_mse"}
     assert all(0.05 <= t <= 0.95 for t in artifacts.thresholds.values())
-    assert artifacts.golden_input.shape[1] == DEFAULT_SPEC.n_features
+    assert artifacts.golden_input.shape[1] == DEFAULT_SPEC.network_columns.stop
+    assert artifacts.trees is not None
+    assert artifacts.trees.n_features == DEFAULT_SPEC.n_features
+    assert artifacts.trees_golden_input.shape == (artifacts.golden_input.shape[0],
+                                                  DEFAULT_SPEC.n_features)
+    # The numpy trees give LightGBM's own probabilities (the golden outputs are LightGBM's).
+    np.testing.assert_allclose(artifacts.trees.predict_proba(artifacts.trees_golden_input),
+                               artifacts.trees_golden_output, rtol=0, atol=1e-12)
     assert 4 <= artifacts.golden_input.shape[0] <= 4 * GOLDEN_PER_CLASS
     np.testing.assert_allclose(artifacts.golden_output.sum(axis=1), 1.0, atol=0.02)
     assert set(artifacts.metrics["validation_records"]) <= set(RECORDS)
@@ -69,7 +76,8 @@ def test_the_edge_loads_the_added_beat_model_as_at_start_up(
     out = add_beat_model(packaged_bundle(), tmp_path / "b", artifacts, version="v-beats")
     bundle = load_bundle(out)  # hashes and golden vectors through the device's loader
     assert bundle.version == "v-beats"
-    assert bundle.manifest.requires["beat_spec_version"] == 2
+    assert bundle.manifest.requires["beat_spec_version"] == BEAT_SPEC_VERSION == 3
+    assert bundle.manifest.components["beat_trees"]["kind"] == "gbdt"
     assert bundle.manifest.thresholds["beat.v"] == artifacts.thresholds["beat.v"]
     # The vitals components came along unchanged.
     src = load_bundle(packaged_bundle())
@@ -84,6 +92,12 @@ def test_the_edge_loads_the_added_beat_model_as_at_start_up(
     assert setup.beats.version == "v-beats"
     got = setup.beats.model.score(artifacts.golden_input)
     np.testing.assert_allclose(got, artifacts.golden_output, atol=1e-6)
+    # The edge's probabilities are the mean of the network's and the trees'.
+    assert setup.beats.trees is not None
+    rows = artifacts.trees_golden_input
+    both = setup.beats.probabilities(rows)
+    np.testing.assert_allclose(
+        both, 0.5 * (got + setup.beats.trees.predict_proba(rows)), atol=1e-6)
     assert setup.beats.novelty is not None
     # Novelty: real beats mostly under the threshold, white noise above it, and a noise
     # "beat" the network calls N or F is classed Q (models/beat_classifier.py).

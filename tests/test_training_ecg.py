@@ -149,7 +149,17 @@ def test_metrics_of_known_scores() -> None:
     assert got["auprc_abnormal"] == 1.0
     assert got["v_se"] == 1.0
     assert got["v_ppv"] == pytest.approx(2 / 3)
+    assert got["v_ppv_ec57"] == pytest.approx(2 / 3)  # the false V call is a normal beat
     assert got["s_se"] == 0.5
+    # EC57 (bxb): a fusion beat called V is not a false V; a supraventricular one is.
+    fused = decision.copy()
+    fused[5], fused[10] = n, v  # the N beat's V call moves to the F beat
+    ec57 = metrics(aami, FoldScores(perfect, perfect, perfect, fused))
+    assert ec57["v_ppv"] == pytest.approx(2 / 3)
+    assert ec57["v_ppv_ec57"] == 1.0
+    fused[6] = v  # an S beat called V
+    assert metrics(aami, FoldScores(perfect, perfect, perfect, fused))["v_ppv_ec57"] == \
+        pytest.approx(2 / 3)
     # S score: S beats at 0.9 and 0.5 among 9 others; best Se with +P >= 0.5.
     y = np.array([False] * 9 + [True, True])
     score = np.array([0.1] * 7 + [0.6, 0.95, 0.9, 0.5])

@@ -1,11 +1,14 @@
 """Fitting the beat model for the device and adding it to a model bundle (issue 8).
 
 `fit_beat_model` trains `training.beat_model` on the labelled beats of the records given (the
-non-paced MIT-BIH records: DS1 on a full database), converts it to full int8 and sets the
-decision thresholds ``beat.v``, ``beat.s`` and ``beat.f`` (`models.beat_classifier`): F's is
-tuned on the *validation records* the training held out for early stopping (beats of
-patients the fitted weights never saw, int8 probabilities through the device's loader); V's
-and S's are `FIXED_THRESHOLD`. `add_beat_model`
+non-paced MIT-BIH records: DS1 on a full database), converts it to full int8, fits LightGBM
+trees on the same fitting records' whole feature rows (beat spec 3's context scalars
+included; `training.beat_eval.lightgbm_fit`, exported to `models.gbdt` for the device, whose
+probabilities are averaged with the network's) and sets the decision thresholds
+``beat.v``, ``beat.s`` and ``beat.f`` (`models.beat_classifier`): F's is tuned on the
+*validation records* the training held out for early stopping (beats of patients neither
+the fitted weights nor the trees saw, probabilities through the device's loaders); V's and
+S's are `FIXED_THRESHOLD`. `add_beat_model`
 writes a new bundle: every file, threshold and golden vector of an existing (verified)
 bundle, plus the beat model with its golden vectors, ``extra.beats`` and
 ``requires.beat_spec_version``.
@@ -51,6 +54,8 @@ from models.beat_classifier import (
     NOVELTY,
     NOVELTY_KEY,
     ROW_KIND,
+    TREES,
+    TREES_KIND,
     BeatClassifier,
     BeatInput,
     RowModel,
@@ -58,7 +63,8 @@ from models.beat_classifier import (
 )
 from models.beats import AAMI_CLASSES, BEAT_SPEC_VERSION, DEFAULT_SPEC
 from models.bundle import GOLDEN_FILE, MANIFEST_FILE, load_bundle
-from training.beat_eval import FoldScores, scores_from_probs
+from models.gbdt import GradientBoostedTrees
+from training.beat_eval import FoldScores, lightgbm_fit, scores_from_probs
 from training.beat_eval import metrics as beat_metrics
 from training.beat_model import (
     TrainedBeatModel,
@@ -70,6 +76,7 @@ from training.beat_model import (
 )
 from training.bundle import ComponentFile, Golden, write_bundle
 from training.ecg_data import BeatDataset, RecordBeats
+from training.export import export_lightgbm
 
 __all__ = [
     "GOLDEN_ATOL",
@@ -87,6 +94,8 @@ GOLDEN_PER_CLASS: Final = 8
 """Golden beats per AAMI class (N, S, V, F), from the validation records."""
 GOLDEN_ATOL: Final = 2.0 / 256
 """Two output quanta of the int8 softmax: another CPU's int8 kernels may round one step apart."""
+TREES_GOLDEN_ATOL: Final = 1e-9
+"""The numpy trees reproduce LightGBM's probabilities to 1e-12 (`models.gbdt`); a margin."""
 NOVELTY_GOLDEN_ATOL: Final = 0.1
 """The autoencoder's output quantum is about (output range) / 256, some 0.04 for unit-RMS
 windows; two quanta and a margin."""
@@ -110,11 +119,14 @@ class BeatModelArtifacts:
 
     tflite: bytes
     novelty_tflite: bytes
+    trees: GradientBoostedTrees | None
     scaling: BeatInput
     thresholds: dict[str, float]
     golden_input: NDArray[np.float32]
     golden_output: NDArray[np.float32]
     novelty_golden_output: NDArray[np.float32]
+    trees_golden_input: NDArray[np.float64]
+    trees_golden_output: NDArray[np.float64]
     metrics: dict[str, Any]
     trained: TrainedBeatModel
     training_data: dict[str, Any] = field(default_factory=dict)
@@ -125,13 +137,15 @@ class BeatModelArtifacts:
         path.write_bytes(self.tflite if component == COMPONENT else self.novelty_tflite)
         return RowModel(path)
 
-    def on_device(self, features: NDArray[np.floating[Any]]) -> DeviceScores:
-        """What the device computes for raw feature rows: int8 probabilities and novelty MSE
-        through its loaders, and its decisions (`BeatClassifier.label`: tuned thresholds,
-        novelty rule)."""
+    def on_device(self, features: NDArray[np.floating[Any]], *, trees: bool = True
+                  ) -> DeviceScores:
+        """What the device computes for raw feature rows: int8 probabilities (averaged with
+        the trees' unless ``trees`` is False) and novelty MSE through its loaders, and its
+        decisions (`BeatClassifier.label`: the thresholds, the novelty rule)."""
         with tempfile.TemporaryDirectory(prefix="vigil-beat-") as tmp:
             clf = BeatClassifier(DEFAULT_SPEC, self.scaling, self.runner(Path(tmp)),
-                                 self.thresholds, novelty=self.runner(Path(tmp), NOVELTY))
+                                 self.thresholds, novelty=self.runner(Path(tmp), NOVELTY),
+                                 trees=self.trees if trees else None)
             p = clf.probabilities(features).astype(np.float64)
             return _device_scores(clf, p, clf.novelty_mse(features))
 
@@ -170,10 +184,13 @@ def _device_scores(
 
 def fit_beat_model(
     records: Sequence[RecordBeats], *, seed: int = 0, epochs: int = 8,
-    members: int = ENSEMBLE_MEMBERS, **train_kwargs: Any,
+    members: int = ENSEMBLE_MEMBERS, trees: bool = True, tree_jobs: int = 2,
+    **train_kwargs: Any,
 ) -> BeatModelArtifacts:
     """Train on every usable N/S/V/F beat of ``records`` (module docstring): an ensemble of
-    ``members`` networks (`training.beat_model.train_ensemble`); ``train_kwargs`` go to
+    ``members`` networks (`training.beat_model.train_ensemble`) and, with ``trees``, LightGBM
+    on the fitting records' full rows (the validation records stay unseen by both, so the
+    thresholds are set on patients neither model was fitted on); ``train_kwargs`` go to
     `training.beat_model.train_fold` (tests train a tiny network)."""
     if any(rb.paced for rb in records):
         raise ValueError("paced records are left out of beat model training (AAMI EC57)")
@@ -189,12 +206,19 @@ def fit_beat_model(
     ae = train_novelty(data.features[fit_rows][:, windows], val.features[:, windows], seed=seed,
                        epochs=max(epochs, 2))
     ae_tflite = novelty_int8(ae, data.features[np.sort(pick)][:, windows])
+    gbm = _fit_trees(data, fit_rows, seed=seed, n_jobs=tree_jobs) if trees else None
+    tree_model = None if gbm is None else export_lightgbm(gbm)
     with tempfile.TemporaryDirectory(prefix="vigil-beat-") as tmp:
         path = Path(tmp) / "beat.tflite"
         path.write_bytes(tflite)
         runner = RowModel(path)
         p_val = predict_tflite(runner, trained.scaler, val.features)
+        if tree_model is not None:
+            p_val = 0.5 * (p_val + tree_model.predict_proba(val.features.astype(np.float64)))
         golden_rows = _golden_rows(val, rng)
+        golden_full = val.features[golden_rows].astype(np.float64)
+        golden_trees = (np.zeros((0, len(CLASS_NAMES))) if gbm is None
+                        else np.asarray(gbm.predict(golden_full), dtype=np.float64))
         golden_in = trained.scaler(val.features[golden_rows])
         golden_out = runner.score(golden_in)
         ae_path = Path(tmp) / "novelty.tflite"
@@ -210,7 +234,7 @@ def fit_beat_model(
         }
         thresholds[NOVELTY_KEY] = round(float(np.quantile(val_mse, NOVELTY_QUANTILE)), 6)
         clf = BeatClassifier(DEFAULT_SPEC, trained.scaler, runner, thresholds,
-                             novelty=ae_runner)
+                             novelty=ae_runner, trees=tree_model)
         scores = _device_scores(clf, p_val, val_mse).scores
     figures = {k: round(float(x), 4) for k, x in beat_metrics(val.aami, scores).items()}
     counts = data.counts()
@@ -219,13 +243,16 @@ def fit_beat_model(
     return BeatModelArtifacts(
         tflite=tflite,
         novelty_tflite=ae_tflite,
+        trees=tree_model,
         scaling=trained.scaler,
         thresholds=thresholds,
         golden_input=golden_in,
         golden_output=golden_out,
         novelty_golden_output=novelty_golden,
+        trees_golden_input=golden_full,
+        trees_golden_output=golden_trees,
         metrics={"validation_records": trained.val_records, "epochs_run": trained.epochs_run,
-                 "members": members,
+                 "members": members, "trees": tree_model is not None,
                  "int8_at_thresholds": figures,
                  "note": "validation records only (early stopping and thresholds); the "
                          "cross-patient figures are benchmarks/beat_classification.py's"},
@@ -234,6 +261,12 @@ def fit_beat_model(
                        "beats": {k: n for k, n in counts.items() if n},
                        "source": "MIT-BIH Arrhythmia Database (PhysioNet, ODC-By 1.0)"},
     )
+
+
+def _fit_trees(data: BeatDataset, rows: NDArray[np.bool_], *, seed: int, n_jobs: int) -> Any:
+    """LightGBM (`training.beat_eval.lightgbm_fit`) on the N/S/V/F beats of ``rows``."""
+    keep = rows & np.isin(data.aami, range(len(CLASS_NAMES)))
+    return lightgbm_fit(data.features[keep], data.aami[keep], seed=seed, n_jobs=n_jobs)
 
 
 def _golden_rows(val: BeatDataset, rng: np.random.Generator) -> NDArray[np.int64]:
@@ -258,7 +291,7 @@ def add_beat_model(
     raw = json.loads((src / MANIFEST_FILE).read_text(encoding="utf-8"))
     with np.load(src / GOLDEN_FILE, allow_pickle=False) as g:
         golden_arrays = {k: g[k] for k in g.files}
-    ours = (COMPONENT, NOVELTY)
+    ours = (COMPONENT, NOVELTY, TREES)
     components = {
         name: ComponentFile(c["kind"], src / c["file"], c["file"])
         for name, c in raw["components"].items() if name not in ours
@@ -276,6 +309,12 @@ def add_beat_model(
         golden[COMPONENT] = Golden(art.golden_input, art.golden_output, GOLDEN_ATOL)
         windows = art.golden_input[:, DEFAULT_SPEC.window_columns]
         golden[NOVELTY] = Golden(windows, art.novelty_golden_output, NOVELTY_GOLDEN_ATOL)
+        if art.trees is not None:
+            trees_path = Path(tmp) / f"{TREES}.npz"
+            art.trees.save(trees_path)
+            components[TREES] = ComponentFile(TREES_KIND, trees_path, trees_path.name)
+            golden[TREES] = Golden(art.trees_golden_input, art.trees_golden_output,
+                                   TREES_GOLDEN_ATOL)
         extra = {**raw.get("extra", {}), "beats": {
             "spec": DEFAULT_SPEC.to_dict(),
             "rr_mean": [float(v) for v in art.scaling.rr_mean],

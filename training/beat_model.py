@@ -82,7 +82,7 @@ CLASS_NAMES: Final = ("N", "S", "V", "F")
 assert AAMI_CLASSES[: len(CLASS_NAMES)] == CLASS_NAMES
 N_RR: Final = len(RR_FEATURE_NAMES)
 N_POINTS: Final = DEFAULT_SPEC.n_points
-N_INPUT: Final = DEFAULT_SPEC.n_features
+N_INPUT: Final = DEFAULT_SPEC.network_columns.stop
 RR_CLIP: Final = 5.0
 """Standardised RR features are clipped to +-5 std: one outlier interval (a missed beat, a
 pause) must not widen the int8 input range for every other beat."""
@@ -99,7 +99,7 @@ class BeatInputScaler:
     @staticmethod
     def fit(features: NDArray[np.floating[Any]]) -> BeatInput:
         """Mean and std of the RR columns of training beats (std 0 -> 1), clip `RR_CLIP`."""
-        rr = np.asarray(features[:, -N_RR:], dtype=np.float64)
+        rr = np.asarray(features[:, DEFAULT_SPEC.rr_columns], dtype=np.float64)
         std = rr.std(axis=0)
         return BeatInput(rr.mean(axis=0), np.where(std > 0, std, 1.0), RR_CLIP)
 

@@ -137,7 +137,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(f"evaluation: {how}")
     used = sorted({r for tr, te in splits for r in tr + te})
     data = BeatDataset.from_records(load_mitdb(args.data, used))
-    scores: dict[str, list[FoldScores]] = {"cnn_int8": [], "lightgbm": []}
+    scores: dict[str, list[FoldScores]] = {"beat_model": [], "lightgbm": []}
     labels = []
     report: dict[str, Any] = {"evaluation": how, "splits": []}
     for i, (train_names, test_names) in enumerate(splits):
@@ -145,7 +145,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         train, test = data.subset(train_names), data.subset(test_names)
         art = fit_beat_model(load_mitdb(args.data, train_names), seed=args.seed + i,
                              epochs=args.epochs, members=args.members)
-        scores["cnn_int8"].append(art.on_device(test.features).scores)
+        scores["beat_model"].append(art.on_device(test.features).scores)  # as the edge runs it
         scores["lightgbm"].append(
             scores_from_probs(lightgbm_probs(train, test, seed=args.seed + i, n_jobs=2)))
         labels.append(test.aami)
@@ -163,7 +163,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     report["metrics"] = rows
     print(f"test beats {report['test_beats']} (Q left out)")
     for name, m in rows.items():
-        print(f"{name:9} " + "  ".join(f"{k} {v:.3f}" for k, v in m.items()))
+        print(f"{name:10} " + "  ".join(f"{k} {v:.3f}" for k, v in m.items()))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {args.out}")
