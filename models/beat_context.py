@@ -54,8 +54,9 @@ side is constant; "previous beats" are the beats this tracker saw before, at mos
   ``corr_all``, ``dev_rms_qrs`` and ``qrs_energy_rel`` (mean square of ``w`` over the QRS
   less that of ``T``).
 
-A value that needs history the tracker does not have yet is NaN (the first beats of a stream);
-`models.beats.beat_features` marks those rows unusable.
+A value that needs history the tracker does not have yet is NaN (its first two beats: the
+rhythm irregularity needs two earlier intervals); `models.beats.beat_features` marks those
+rows unusable and the edge classes those beats Q.
 """
 
 from __future__ import annotations

@@ -69,8 +69,8 @@ Rules (the contract a trained beat model relies on; changing one bumps `BEAT_SPE
    units against the running size, its intervals against the recent rhythm). They need the
    window's RMS before rule 2's scaling, the deviation and the RR features, and take the
    beats in stream order like the template of rule 5 (same first beat). Values that need
-   more history than there is are NaN (the first two beats of a stream); such rows are
-   not usable.
+   more history than there is are NaN (the second and third beats of a stream; the
+   first has no row at all); such rows are not usable.
 
 AAMI classes (ANSI/AAMI EC57, as used by de Chazal et al. 2004) of MIT-BIH beat symbols:
 
@@ -446,7 +446,7 @@ def beat_features(
     """Feature rows per beat (n_beats, `BeatSpec.n_features`, rule 6) and a usability mask.
 
     The mask is True where the row is usable: the window is complete and every feature is
-    defined (not the first two beats of the record, nor the last).
+    defined (not the first three beats of the record, nor the last).
     """
     windows, rms, complete = _cut_windows(signal, r_samples, fs, spec)
     rr = rr_features(r_samples, fs, spec)

@@ -247,7 +247,8 @@ def test_committed_default_bundle_loads_and_verifies() -> None:
     b = load_bundle(DEFAULT_BUNDLE)
     # The vitals bundle `vigil-train fit` writes, plus the ECG beat model that `make bundle`
     # adds with `vigil-train ecg fit` (training/beat_bundle.py).
-    assert set(b.manifest.components) == COMPONENTS | {"beat_classifier", "beat_novelty"}
+    assert set(b.manifest.components) == COMPONENTS | {"beat_classifier", "beat_novelty",
+                                                       "beat_trees"}
     beat_thresholds = {"beat.v", "beat.s", "beat.f", "beat.novelty_mse"}
     assert set(b.manifest.thresholds) == THRESHOLDS | beat_thresholds
     assert b.manifest.training_data["beats"]["records"] == sorted(b.manifest.training_data[
