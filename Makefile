@@ -69,7 +69,9 @@ bench: $(TEST_STAMP)
 # down on 2026-12-07: the same bytes at the old commit and at HEAD here, twice, so no code
 # change and no run-to-run noise; ONEDNN_MAX_CPU_ISA=AVX / SSE41 alone move the autoencoder's
 # test AUROC over 0.775-0.810, wider than the grid's own gaps, so neither model is the better
-# one. Only the second step was rerun, on top of the earlier bundle (byte-reproducible here).
+# one. Only the second step was rerun, on top of the earlier bundle (byte-reproducible here),
+# last on 2026-12-08 for beat spec 3 (networks + trees: `vigil-train ecg fit --seed 0 --data
+# ../shared/data/mitdb --bundle models/bundles/default --out NEW --version <same version>`).
 # Open: pin the ISA (ONEDNN_MAX_CPU_ISA) and record CPU and library versions in the manifest;
 # the int8 forecaster's bytes can differ between identical trainings (same outputs).
 BUNDLE_DIR  := models/bundles/default

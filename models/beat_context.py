@@ -48,8 +48,12 @@ side is constant; "previous beats" are the beats this tracker saw before, at mos
   ``pre_z16`` is ``(pre_rr_s - mean) / (std + 0.01 s)`` over the last 16 (population std);
   ``abs_dd_pre`` is ``|pre_rr_s - d_last|`` and ``abs_dd_post`` ``|post_rr_s - pre_rr_s|`` (s);
   ``rmssd16_rel`` is the root mean square of the successive differences of the last 16 over
-  their mean, ``pnn50_16`` the share of those differences larger than 50 ms. Irregularity of the
-  context tells a premature beat in sinus rhythm from an early one in atrial fibrillation.
+  their mean, ``pnn50_16`` the share of those differences larger than 50 ms;
+  ``irregularity30`` is the median absolute successive difference of the last `RHYTHM_BEATS`
+  (30) over their mean (the statistic of the irregular-rhythm alarm, `edge.rhythm` rule 5, but
+  over every beat). Irregularity of the context tells a premature beat in sinus rhythm from
+  an early one in atrial fibrillation, where "premature" means nothing: the beat model calls
+  no S beat in an irregular context (`models.beat_classifier`).
 - Against the plain running template ``T`` of rule 5 (``T = w - deviation``): ``corr_p``,
   ``corr_all``, ``dev_rms_qrs`` and ``qrs_energy_rel`` (mean square of ``w`` over the QRS
   less that of ``T``).
@@ -97,10 +101,12 @@ CONTEXT_FEATURE_NAMES: Final[tuple[str, ...]] = (
     "corr_all",
     "dev_rms_qrs",
     "qrs_energy_rel",
+    "irregularity30",
 )
 """Columns of `ContextTracker.update` (definitions in the module docstring)."""
 
 HISTORY_BEATS: Final = 16
+RHYTHM_BEATS: Final = 30
 NEIGHBOURS: Final = 8
 GATE_PRE_RATIO: Final = 0.9
 GATE_CORR: Final = 0.8
@@ -147,7 +153,7 @@ class ContextTracker:
         self._gated = np.zeros(n_points, dtype=np.float64)
         self._windows = np.zeros((HISTORY_BEATS, n_points), dtype=np.float64)  # oldest first
         self._qrs_windows = np.zeros((HISTORY_BEATS, int(self._qrs.sum())), dtype=np.float64)
-        self._pre = np.zeros(HISTORY_BEATS, dtype=np.float64)  # earlier pre_rr_s, oldest first
+        self._pre = np.zeros(RHYTHM_BEATS, dtype=np.float64)  # earlier pre_rr_s, oldest first
         self._log_size = np.zeros(3, dtype=np.float64)  # running logs: p2p, rms, slope
         self._log_size_started = False
         self._out = np.empty(len(CONTEXT_FEATURE_NAMES), dtype=np.float64)
@@ -179,7 +185,7 @@ class ContextTracker:
         self._size_features(w, w_qrs, rms, out)
         if n_prev:
             self._history_features(w, w_qrs, n_prev, out)
-        self._rhythm_features(rr, n_prev, out)
+        self._rhythm_features(rr, out)
         template = w - deviation
         out[_IDX["corr_p"]] = _corr(w[self._p], template[self._p]) if self._p.sum() > 1 \
             else math.nan
@@ -232,23 +238,26 @@ class ContextTracker:
         out[_IDX["mdev_rms_qrs"]] = _rms(mdev[self._qrs])
         out[_IDX["mcorr_qrs"]] = _corr(w_qrs, med[self._qrs])
 
-    def _rhythm_features(self, rr: NDArray[np.float64], n_prev: int,
-                         out: NDArray[np.float64]) -> None:
+    def _rhythm_features(self, rr: NDArray[np.float64], out: NDArray[np.float64]) -> None:
         pre, post = float(rr[_PRE]), float(rr[_POST])
         out[_IDX["abs_dd_post"]] = abs(post - pre)
-        if not n_prev:
+        n_rr = min(self._seen, RHYTHM_BEATS)
+        if not n_rr:
             return
-        d = self._pre[HISTORY_BEATS - n_prev:]
+        d = self._pre[RHYTHM_BEATS - min(n_rr, HISTORY_BEATS):]
         med8 = float(np.median(d[-NEIGHBOURS:]))
         out[_IDX["pre_vs_med8"]] = pre / med8
         out[_IDX["post_vs_med8"]] = post / med8
         mean = float(d.mean())
         out[_IDX["pre_z16"]] = (pre - mean) / (float(d.std()) + Z_FLOOR_S)
         out[_IDX["abs_dd_pre"]] = abs(pre - float(d[-1]))
-        if n_prev > 1:
+        if n_rr > 1:
             dd = np.diff(d)
             out[_IDX["rmssd16_rel"]] = math.sqrt(float(dd @ dd) / dd.size) / mean
             out[_IDX["pnn50_16"]] = float(np.mean(np.abs(dd) > NN50_S))
+            d30 = self._pre[RHYTHM_BEATS - n_rr:]
+            out[_IDX["irregularity30"]] = float(np.median(np.abs(np.diff(d30)))) / float(
+                d30.mean())
 
     def _remember(self, w: NDArray[np.float64], w_qrs: NDArray[np.float64],
                   rr: NDArray[np.float64], out: NDArray[np.float64]) -> None:

@@ -39,7 +39,7 @@ def test_a_steady_rhythm_of_identical_beats_has_no_context_contrast() -> None:
     first = tr.update(NORMAL, np.zeros_like(NORMAL), 0.5, _rr(0.8, 0.8)).copy()
     # No earlier beat: history values are NaN, the rest compare the beat with itself.
     for name in ("nb_corr_prev_qrs", "nb_corr_med8_qrs", "mdev_rms_all", "pre_vs_med8",
-                 "pre_z16", "abs_dd_pre", "rmssd16_rel", "pnn50_16"):
+                 "pre_z16", "abs_dd_pre", "rmssd16_rel", "pnn50_16", "irregularity30"):
         assert math.isnan(first[COL[name]]), name
     assert first[COL["g_dev_rms_all"]] == 0.0
     assert first[COL["log_p2p_rel"]] == 0.0
@@ -49,7 +49,8 @@ def test_a_steady_rhythm_of_identical_beats_has_no_context_contrast() -> None:
     assert np.all(np.isfinite(row))
     for name in ("g_dev_rms_all", "g_dev_rms_qrs", "g_qrs_width_rel", "log_p2p_rel",
                  "log_rms_rel", "log_slope_rel", "mdev_rms_all", "mdev_rms_qrs", "abs_dd_pre",
-                 "abs_dd_post", "rmssd16_rel", "pnn50_16", "dev_rms_qrs", "qrs_energy_rel"):
+                 "abs_dd_post", "rmssd16_rel", "pnn50_16", "dev_rms_qrs", "qrs_energy_rel",
+                 "irregularity30"):
         assert row[COL[name]] == pytest.approx(0.0, abs=1e-12), name
     for name in ("g_corr_all", "g_corr_qrs", "nb_corr_prev_qrs", "nb_corr_prev_all",
                  "nb_corr_med8_qrs", "nb_corr_max8_qrs", "mcorr_qrs", "pre_vs_med8",
@@ -91,6 +92,21 @@ def test_the_gated_template_ignores_a_bigeminy_the_running_averages_follow() -> 
     # Alternating intervals: every successive difference is 0.6 s, above 50 ms.
     assert normal[COL["pnn50_16"]] == 1.0
     assert normal[COL["rmssd16_rel"]] == pytest.approx(0.6 / 0.8)
+    assert normal[COL["irregularity30"]] == pytest.approx(0.6 / 0.8)
+
+
+def test_irregularity_is_the_median_successive_difference_of_the_last_30_intervals() -> None:
+    tr = _tracker()
+    rng = np.random.default_rng(3)
+    d = rng.uniform(0.4, 1.2, size=40)
+    for pre, post in zip(d[:-1], d[1:], strict=True):
+        row = tr.update(NORMAL, np.zeros_like(NORMAL), 0.5, _rr(pre, post))
+    last30 = d[-32:-2]  # the last beat's own interval is d[-2]; the 30 before it
+    want = np.median(np.abs(np.diff(last30))) / last30.mean()
+    assert row[COL["irregularity30"]] == pytest.approx(want, rel=1e-12)
+    last16 = d[-18:-2]
+    assert row[COL["pre_z16"]] == pytest.approx(
+        (d[-2] - last16.mean()) / (last16.std() + 0.01), rel=1e-12)
 
 
 def test_a_flat_window_has_no_size_features() -> None:

@@ -4,6 +4,8 @@ chosen on validation records; the DS1/DS2 split and its fallback."""
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +16,8 @@ pytest.importorskip("tensorflow", reason="tensorflow-cpu is in vigil[train]")
 
 from edge.config import parse_config
 from edge.learned import load_learned
-from models.beat_classifier import COMPONENT
-from models.beats import BEAT_SPEC_VERSION, DEFAULT_SPEC
+from models.beat_classifier import COMPONENT, BeatClassifier, BeatClassifierError
+from models.beats import BEAT_SPEC_VERSION, CONTEXT_FEATURE_NAMES, DEFAULT_SPEC
 from models.bundle import load_bundle, packaged_bundle
 from training.beat_bundle import (
     GOLDEN_PER_CLASS,
@@ -49,8 +51,10 @@ def test_threshold_maximises_f1_on_the_grid() -> None:
 def test_fitted_beat_model_has_thresholds_golden_rows_and_figures(
     artifacts: BeatModelArtifacts,
 ) -> None:
-    assert set(artifacts.thresholds) == {"beat.v", "beat.s", "beat.f", "beat.novelty_mse"}
+    assert set(artifacts.thresholds) == {"beat.v", "beat.s", "beat.f", "beat.novelty_mse",
+                                         "beat.s_irregularity"}
     assert all(0.05 <= t <= 0.95 for t in artifacts.thresholds.values())
+    assert artifacts.thresholds["beat.s_irregularity"] == 0.08
     assert artifacts.golden_input.shape[1] == DEFAULT_SPEC.network_columns.stop
     assert artifacts.trees is not None
     assert artifacts.trees.n_features == DEFAULT_SPEC.n_features
@@ -63,6 +67,28 @@ def test_fitted_beat_model_has_thresholds_golden_rows_and_figures(
     np.testing.assert_allclose(artifacts.golden_output.sum(axis=1), 1.0, atol=0.02)
     assert set(artifacts.metrics["validation_records"]) <= set(RECORDS)
     assert artifacts.training_data["records"] == list(RECORDS)
+
+
+def test_no_s_call_in_an_irregular_rhythm(artifacts: BeatModelArtifacts, tmp_path: Path) -> None:
+    clf = BeatClassifier(DEFAULT_SPEC, artifacts.scaling, artifacts.runner(tmp_path),
+                         artifacts.thresholds)
+    s_beat = [0.1, 0.8, 0.05, 0.05]  # P(N, S, V, F)
+    assert clf.label(s_beat, math.nan, 0.02) == "S"
+    assert clf.label(s_beat, math.nan, 0.08) == "N"  # at the threshold: irregular
+    assert clf.label(s_beat, math.nan, math.nan) == "S"  # unknown does not hold S back
+    assert clf.label([0.1, 0.3, 0.55, 0.05], math.nan, 0.5) == "V"  # V calls stand
+    row = artifacts.trees_golden_input[:1].copy()
+    col = DEFAULT_SPEC.context_columns.start + CONTEXT_FEATURE_NAMES.index("irregularity30")
+    row[0, col] = 0.3
+    assert clf.irregularity(row)[0] == 0.3
+    # A bundle without the key calls S whatever the rhythm; a bad value is refused.
+    free = {k: v for k, v in artifacts.thresholds.items() if k != "beat.s_irregularity"}
+    runner = artifacts.runner(tmp_path)
+    assert BeatClassifier(DEFAULT_SPEC, artifacts.scaling, runner, free).label(
+        s_beat, math.nan, 0.5) == "S"
+    with pytest.raises(BeatClassifierError, match="s_irregularity"):
+        BeatClassifier(DEFAULT_SPEC, artifacts.scaling, runner,
+                       {**free, "beat.s_irregularity": -1.0})
 
 
 def test_paced_records_are_refused() -> None:

@@ -54,6 +54,7 @@ from models.beat_classifier import (
     NOVELTY,
     NOVELTY_KEY,
     ROW_KIND,
+    S_IRREGULARITY_KEY,
     TREES,
     TREES_KIND,
     BeatClassifier,
@@ -107,6 +108,11 @@ TUNED_CLASSES: Final = ("F",)
 """Classes whose threshold is tuned on the validation records (module docstring)."""
 FIXED_THRESHOLD: Final = 0.5
 """Threshold of the other classes (V, S)."""
+S_MAX_IRREGULARITY: Final = 0.08
+"""``beat.s_irregularity``: no S call when the last 30 intervals' median absolute successive
+difference is this fraction of their mean or more (`models.beat_classifier` says why). The
+default of the irregular-rhythm alarm (edge rhythm rule 5, ``[ecg] af_irregularity``), not
+tuned for S: 0.06 to 0.12 gave S Se at +P 50 % within a point of each other."""
 ENSEMBLE_MEMBERS: Final = 3
 """Networks averaged into the shipped one. Pooled out-of-fold over three seed sets, AUROC
 abnormal 0.961 / 0.958 / 0.977 with 3 members against 0.965 / 0.937 / 0.966 for one network,
@@ -147,7 +153,7 @@ class BeatModelArtifacts:
                                  self.thresholds, novelty=self.runner(Path(tmp), NOVELTY),
                                  trees=self.trees if trees else None)
             p = clf.probabilities(features).astype(np.float64)
-            return _device_scores(clf, p, clf.novelty_mse(features))
+            return _device_scores(clf, p, clf.novelty_mse(features), features)
 
 
 @dataclass
@@ -175,10 +181,12 @@ def tune_threshold(p: NDArray[np.floating[Any]], positive: NDArray[np.bool_]) ->
 
 
 def _device_scores(
-    clf: BeatClassifier, p: NDArray[np.float64], mse: NDArray[np.float64]
+    clf: BeatClassifier, p: NDArray[np.float64], mse: NDArray[np.float64],
+    features: NDArray[np.floating[Any]],
 ) -> DeviceScores:
     """Scores with the device's own decisions (`BeatClassifier.labels`) as AAMI codes."""
-    codes = np.array([AAMI_CLASSES.index(c) for c in clf.labels(p, mse)], dtype=np.int8)
+    labels = clf.labels(p, mse, clf.irregularity(features))
+    codes = np.array([AAMI_CLASSES.index(c) for c in labels], dtype=np.int8)
     return DeviceScores(p, mse, scores_from_probs(p, codes))
 
 
@@ -233,9 +241,10 @@ def fit_beat_model(
             for c in ("V", "S", "F") for k in [AAMI_CLASSES.index(c)]
         }
         thresholds[NOVELTY_KEY] = round(float(np.quantile(val_mse, NOVELTY_QUANTILE)), 6)
+        thresholds[S_IRREGULARITY_KEY] = S_MAX_IRREGULARITY
         clf = BeatClassifier(DEFAULT_SPEC, trained.scaler, runner, thresholds,
                              novelty=ae_runner, trees=tree_model)
-        scores = _device_scores(clf, p_val, val_mse).scores
+        scores = _device_scores(clf, p_val, val_mse, val.features).scores
     figures = {k: round(float(x), 4) for k, x in beat_metrics(val.aami, scores).items()}
     counts = data.counts()
     _log.info("beat model: %d epochs, validation records %s, thresholds %s, %s",

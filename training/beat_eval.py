@@ -3,15 +3,15 @@
 Every model is trained and scored on the same patient-wise folds in the same run
 (`training.ecg_data.record_folds`), on the same per-beat features (`models.beats`: the
 128-point normalised shape window, its deviation from the running template, 9 RR features and
-27 context scalars). Out-of-fold scores of all folds are also pooled. Models (fixed settings,
+28 context scalars). Out-of-fold scores of all folds are also pooled. Models (fixed settings,
 not tuned on these folds):
 
 - ``lightgbm``: gradient-boosted trees, supervised on the AAMI classes N, S, V, F with
   balanced class weights (V and S are 2 % to 8 % of beats). Scores: abnormal = 1 - P(N),
   V = P(V), S = P(S); decision = the most probable class.
 - ``knn``: k-nearest-neighbour vote (k = 15, Euclidean) on standardised features, the block of
-  scalars (RR and context, 36 columns) weighted so that it counts as much as the 256 shape and
-  deviation points (each scalar column times sqrt(256 / 36)). Scores and decision as for
+  scalars (RR and context, 37 columns) weighted so that it counts as much as the 256 shape and
+  deviation points (each scalar column times sqrt(256 / 37)). Scores and decision as for
   LightGBM, from the neighbours' class shares.
 - ``knn_dist``: one-class; mean distance to the 5 nearest *normal* training beats (same
   feature scaling). One anomaly score serves every question; no class decision.
