@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -99,7 +100,7 @@ def test_irregularity_is_the_median_successive_difference_of_the_last_30_interva
     tr = _tracker()
     rng = np.random.default_rng(3)
     d = rng.uniform(0.4, 1.2, size=40)
-    for pre, post in zip(d[:-1], d[1:], strict=True):
+    for pre, post in itertools.pairwise(d):
         row = tr.update(NORMAL, np.zeros_like(NORMAL), 0.5, _rr(pre, post))
     last30 = d[-32:-2]  # the last beat's own interval is d[-2]; the 30 before it
     want = np.median(np.abs(np.diff(last30))) / last30.mean()

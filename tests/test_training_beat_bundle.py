@@ -5,7 +5,6 @@ chosen on validation records; the DS1/DS2 split and its fallback."""
 from __future__ import annotations
 
 import math
-
 from pathlib import Path
 
 import numpy as np
