@@ -280,6 +280,11 @@ class BeatClassifier:
             return "Q"
         return "F" if p_f >= self._t_f else "N"
 
+    def s_allowed(self, irregularity: NDArray[np.floating[Any]]) -> NDArray[np.bool_]:
+        """Where the rule lets a beat be called S: context irregularity below
+        ``beat.s_irregularity``, or unknown (NaN)."""
+        return ~(np.asarray(irregularity, dtype=np.float64) >= self._t_irregular)
+
     def irregularity(self, rows: NDArray[np.floating[Any]]) -> NDArray[np.float64]:
         """(n,) the rows' ``irregularity30`` context scalar (the S rule's input)."""
         return np.array(rows, dtype=np.float64, ndmin=2)[:, self._irregularity]

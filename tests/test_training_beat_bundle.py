@@ -80,6 +80,13 @@ def test_no_s_call_in_an_irregular_rhythm(artifacts: BeatModelArtifacts, tmp_pat
     col = DEFAULT_SPEC.context_columns.start + CONTEXT_FEATURE_NAMES.index("irregularity30")
     row[0, col] = 0.3
     assert clf.irregularity(row)[0] == 0.3
+    assert clf.s_allowed(np.array([0.02, 0.08, np.nan])).tolist() == [True, False, True]
+    # The evaluation's S score is the device's: 0 where no S call is allowed.
+    rows = np.repeat(row, 2, axis=0)
+    rows[1, col] = 0.01
+    got = artifacts.on_device(rows).scores.s
+    assert got[0] == 0.0
+    assert got[1] == artifacts.on_device(rows[1:]).probabilities[0, 1]
     # A bundle without the key calls S whatever the rhythm; a bad value is refused.
     free = {k: v for k, v in artifacts.thresholds.items() if k != "beat.s_irregularity"}
     runner = artifacts.runner(tmp_path)

@@ -159,7 +159,9 @@ class BeatModelArtifacts:
 @dataclass
 class DeviceScores:
     """`BeatModelArtifacts.on_device` output: (n, 4) probabilities, (n,) novelty MSE, and the
-    `training.beat_eval` scores with the device's decisions."""
+    `training.beat_eval` scores with the device's decisions; their S score is P(S) where the
+    device may call S (`BeatClassifier.s_allowed`), 0 elsewhere, so an S threshold swept over
+    it is the device's rule."""
 
     probabilities: NDArray[np.float64]
     novelty_mse: NDArray[np.float64]
@@ -185,9 +187,12 @@ def _device_scores(
     features: NDArray[np.floating[Any]],
 ) -> DeviceScores:
     """Scores with the device's own decisions (`BeatClassifier.labels`) as AAMI codes."""
-    labels = clf.labels(p, mse, clf.irregularity(features))
+    irregularity = clf.irregularity(features)
+    labels = clf.labels(p, mse, irregularity)
     codes = np.array([AAMI_CLASSES.index(c) for c in labels], dtype=np.int8)
-    return DeviceScores(p, mse, scores_from_probs(p, codes))
+    scores = scores_from_probs(p, codes)
+    scores.s = np.where(clf.s_allowed(irregularity), scores.s, 0.0)
+    return DeviceScores(p, mse, scores)
 
 
 def fit_beat_model(
