@@ -93,7 +93,8 @@ def evaluate_cnn(
     F tuned, with the novelty rule), the float network (``cnn_float``, decision = most
     probable class), the int8 network alone at the same thresholds (``cnn_int8``), the trees
     alone (``trees``, most probable class) and the int8 novelty autoencoder's MSE as a
-    one-class score (``novelty_int8``)."""
+    one-class score (``novelty_int8``). ``shipped``'s S score is P(S) where the device may call
+    S (no S call in an irregular rhythm), 0 elsewhere; ``cnn_int8``'s is the raw P(S)."""
 
     from training.beat_bundle import fit_beat_model  # noqa: PLC0415 - TensorFlow only here
     from training.beat_model import predict_float  # noqa: PLC0415
@@ -117,7 +118,11 @@ def evaluate_cnn(
         fold_scores = {
             "shipped": device.scores,
             "cnn_float": scores_from_probs(p_float),
-            "cnn_int8": network.scores,
+            # Raw int8 P(S) as the S score (not the device's rule-gated one), so that the
+            # int8-vs-float AUROC drop compares like with like; decisions are the device's.
+            "cnn_int8": FoldScores(network.scores.abnormal, network.scores.v,
+                                   network.probabilities[:, AAMI_CLASSES.index("S")],
+                                   network.scores.decision),
             "trees": scores_from_probs(art.trees.predict_proba(test.features.astype(float))),
             "novelty_int8": FoldScores(mse, mse, mse, None),
         }
