@@ -30,13 +30,12 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Mapping
-from os import PathLike
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import numpy as np
 import numpy.typing as npt
 
-from models.npz import ArraySpec, load_model, save_model
+from models.npz import ArraySpec, NpzModel
 from models.tflite import ModelError
 
 __all__ = ["DbscanScorer"]
@@ -74,7 +73,7 @@ class _Workspace:
         self.best = np.empty(rows, dtype=np.float64)
 
 
-class DbscanScorer:
+class DbscanScorer(NpzModel):
     """Distance to the nearest DBSCAN core sample, in units of eps.
 
     ``core_samples`` (n_cores, n_features) are the training rows DBSCAN marked as core (in the
@@ -82,6 +81,10 @@ class DbscanScorer:
     Batch methods take (n_rows, n_features) and return new arrays; `update` scores one row per
     tick. Calls are serialized by a lock because the buffers are shared.
     """
+
+    model_format: ClassVar[str] = FORMAT
+    required_arrays: ClassVar[Mapping[str, ArraySpec]] = _REQUIRED
+    model_name: ClassVar[str] = "dbscan"
 
     def __init__(self, core_samples: npt.ArrayLike, eps: float) -> None:
         """Copy and check the model; raises ModelError if it is empty, non-finite or eps <= 0.
@@ -244,16 +247,7 @@ class DbscanScorer:
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, npt.ArrayLike]) -> DbscanScorer:
         """Rebuild from `to_arrays` output; raises ModelError if an array is missing or bad."""
-        missing = sorted(set(_REQUIRED) - set(arrays))
-        if missing:
-            raise _model_error(f"missing array(s): {', '.join(missing)}")
+        cls.check_arrays(arrays)
         return cls(arrays["core_samples"], float(np.asarray(arrays["eps"])))
 
-    def save(self, path: str | PathLike[str]) -> None:
-        """Write an ``.npz`` model file atomically (see `models.npz.save_model`)."""
-        save_model(path, FORMAT, self.to_arrays())
 
-    @classmethod
-    def load(cls, path: str | PathLike[str]) -> DbscanScorer:
-        """Load a file written by `save`; raises ModelFileError naming the file and problem."""
-        return load_model(path, FORMAT, _REQUIRED, cls.from_arrays)

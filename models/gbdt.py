@@ -47,13 +47,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from os import PathLike
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import numpy as np
 import numpy.typing as npt
 
-from models.npz import ArraySpec, load_model, save_model
+from models.npz import ArraySpec, NpzModel
 from models.tflite import ModelError
 from models.trees import (
     TREE_LEAF,
@@ -126,7 +125,7 @@ class _Workspace(TraversalBuffers):
         )
 
 
-class GradientBoostedTrees:
+class GradientBoostedTrees(NpzModel):
     """A fitted LightGBM classifier as padded node arrays; ``predict_proba`` without lightgbm.
 
     Build with `training.export.export_lightgbm` (or `from_arrays` / `load`). Methods take
@@ -134,6 +133,10 @@ class GradientBoostedTrees:
     cheap as the walk allows (1-D buffers kept for it). Calls are serialized by a lock because
     the buffers are shared.
     """
+
+    model_format: ClassVar[str] = FORMAT
+    required_arrays: ClassVar[Mapping[str, ArraySpec]] = _REQUIRED
+    model_name: ClassVar[str] = "gradient-boosted trees"
 
     def __init__(
         self,
@@ -331,9 +334,7 @@ class GradientBoostedTrees:
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, npt.ArrayLike]) -> GradientBoostedTrees:
         """Rebuild from `to_arrays` output; raises ModelError if an array is missing or bad."""
-        missing = sorted(set(_REQUIRED) - set(arrays))
-        if missing:
-            raise _model_error(f"missing array(s): {', '.join(missing)}")
+        cls.check_arrays(arrays)
         return cls(
             children_left=arrays["children_left"],
             children_right=arrays["children_right"],
@@ -346,14 +347,7 @@ class GradientBoostedTrees:
             n_classes=int(np.asarray(arrays["n_classes"])),
         )
 
-    def save(self, path: str | PathLike[str]) -> None:
-        """Write an ``.npz`` model file atomically (see `models.npz.save_model`)."""
-        save_model(path, FORMAT, self.to_arrays())
 
-    @classmethod
-    def load(cls, path: str | PathLike[str]) -> GradientBoostedTrees:
-        """Load a file written by `save`; raises ModelFileError naming the file and problem."""
-        return load_model(path, FORMAT, _REQUIRED, cls.from_arrays)
 
 
 def _softmax(raw: FloatArray) -> FloatArray:

@@ -33,13 +33,12 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Mapping
-from os import PathLike
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import numpy as np
 import numpy.typing as npt
 
-from models.npz import ArraySpec, load_model, save_model
+from models.npz import ArraySpec, NpzModel
 from models.tflite import ModelError
 from models.trees import (
     TREE_LEAF,
@@ -110,7 +109,7 @@ def _model_error(message: str) -> ModelError:
     return ModelError(f"isolation forest: {message}")
 
 
-class IsolationForestScorer:
+class IsolationForestScorer(NpzModel):
     """A fitted IsolationForest as padded node arrays; scores like sklearn, without sklearn.
 
     Build with `training.export.export_isolation_forest` (or `from_arrays` / `load`). The
@@ -119,6 +118,10 @@ class IsolationForestScorer:
     (n_rows, n_features) and return new arrays; `update` scores one row per tick. Calls are
     serialized by a lock because the buffers are shared.
     """
+
+    model_format: ClassVar[str] = FORMAT
+    required_arrays: ClassVar[Mapping[str, ArraySpec]] = _REQUIRED
+    model_name: ClassVar[str] = "isolation forest"
 
     def __init__(
         self,
@@ -312,9 +315,7 @@ class IsolationForestScorer:
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, npt.ArrayLike]) -> IsolationForestScorer:
         """Rebuild from `to_arrays` output; raises ModelError if an array is missing or bad."""
-        missing = sorted(set(_REQUIRED) - set(arrays))
-        if missing:
-            raise _model_error(f"missing array(s): {', '.join(missing)}")
+        cls.check_arrays(arrays)
         return cls(
             children_left=arrays["children_left"],
             children_right=arrays["children_right"],
@@ -327,11 +328,4 @@ class IsolationForestScorer:
             n_features=int(np.asarray(arrays["n_features"])),
         )
 
-    def save(self, path: str | PathLike[str]) -> None:
-        """Write an ``.npz`` model file atomically (see `models.npz.save_model`)."""
-        save_model(path, FORMAT, self.to_arrays())
 
-    @classmethod
-    def load(cls, path: str | PathLike[str]) -> IsolationForestScorer:
-        """Load a file written by `save`; raises ModelFileError naming the file and problem."""
-        return load_model(path, FORMAT, _REQUIRED, cls.from_arrays)

@@ -23,13 +23,12 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Mapping
-from os import PathLike
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import numpy as np
 import numpy.typing as npt
 
-from models.npz import ArraySpec, load_model, save_model
+from models.npz import ArraySpec, NpzModel
 from models.tflite import ModelError
 
 __all__ = ["LogisticScorer", "stable_sigmoid"]
@@ -92,13 +91,17 @@ def stable_sigmoid(logit: npt.ArrayLike) -> FloatArray:
     return out
 
 
-class LogisticScorer:
+class LogisticScorer(NpzModel):
     """P(class 1) of a scaled binary logistic regression, plus per-feature contributions.
 
     Build with `training.export.export_logistic` (or `from_arrays` / `load`). Batch methods take
     (n_rows, n_features) and return new arrays; `update` scores one row per tick. Calls are
     serialized by a lock because the buffers are shared.
     """
+
+    model_format: ClassVar[str] = FORMAT
+    required_arrays: ClassVar[Mapping[str, ArraySpec]] = _REQUIRED
+    model_name: ClassVar[str] = "logistic"
 
     def __init__(
         self, mean: npt.ArrayLike, scale: npt.ArrayLike, coef: npt.ArrayLike, intercept: float
@@ -255,18 +258,9 @@ class LogisticScorer:
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, npt.ArrayLike]) -> LogisticScorer:
         """Rebuild from `to_arrays` output; raises ModelError if an array is missing or bad."""
-        missing = sorted(set(_REQUIRED) - set(arrays))
-        if missing:
-            raise _model_error(f"missing array(s): {', '.join(missing)}")
+        cls.check_arrays(arrays)
         return cls(
             arrays["mean"], arrays["scale"], arrays["coef"], float(np.asarray(arrays["intercept"]))
         )
 
-    def save(self, path: str | PathLike[str]) -> None:
-        """Write an ``.npz`` model file atomically (see `models.npz.save_model`)."""
-        save_model(path, FORMAT, self.to_arrays())
 
-    @classmethod
-    def load(cls, path: str | PathLike[str]) -> LogisticScorer:
-        """Load a file written by `save`; raises ModelFileError naming the file and problem."""
-        return load_model(path, FORMAT, _REQUIRED, cls.from_arrays)

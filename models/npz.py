@@ -25,7 +25,7 @@ import zipfile
 from collections.abc import Callable, Mapping
 from os import PathLike
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, ClassVar, Final, Self, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -36,6 +36,7 @@ __all__ = [
     "FORMAT_KEY",
     "ArraySpec",
     "ModelFileError",
+    "NpzModel",
     "load_arrays",
     "load_model",
     "save_arrays",
@@ -229,3 +230,41 @@ def load_model(
         return build(arrays)
     except ModelError as exc:
         raise ModelFileError(f"{path}: {exc}") from exc
+
+
+class NpzModel:
+    """Save / load of a model held as named arrays (the numpy scorers), in one place.
+
+    A subclass sets `model_format` (the file's format tag), `required_arrays` (what `load`
+    checks) and `model_name` (the prefix of its ModelError messages), and implements
+    `to_arrays` and `from_arrays`; `from_arrays` starts with `check_arrays`.
+    """
+
+    model_format: ClassVar[str]
+    required_arrays: ClassVar[Mapping[str, ArraySpec]]
+    model_name: ClassVar[str]
+
+    def to_arrays(self) -> dict[str, npt.NDArray[Any]]:
+        """The model as plain arrays (copies), the inverse of `from_arrays`."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, npt.ArrayLike]) -> Self:
+        """Rebuild from `to_arrays` output; raises ModelError if an array is missing or bad."""
+        raise NotImplementedError
+
+    @classmethod
+    def check_arrays(cls, arrays: Mapping[str, npt.ArrayLike]) -> None:
+        """ModelError naming every required array that ``arrays`` lacks."""
+        missing = sorted(set(cls.required_arrays) - set(arrays))
+        if missing:
+            raise ModelError(f"{cls.model_name}: missing array(s): {', '.join(missing)}")
+
+    def save(self, path: str | PathLike[str]) -> None:
+        """Write an ``.npz`` model file atomically (see `save_model`)."""
+        save_model(path, self.model_format, self.to_arrays())
+
+    @classmethod
+    def load(cls, path: str | PathLike[str]) -> Self:
+        """Load a file written by `save`; raises ModelFileError naming the file and problem."""
+        return load_model(path, cls.model_format, cls.required_arrays, cls.from_arrays)
