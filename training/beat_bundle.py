@@ -219,7 +219,8 @@ def fit_beat_model(
     ae = train_novelty(data.features[fit_rows][:, windows], val.features[:, windows], seed=seed,
                        epochs=max(epochs, 2))
     ae_tflite = novelty_int8(ae, data.features[np.sort(pick)][:, windows])
-    gbm = _fit_trees(data, fit_rows, seed=seed, n_jobs=tree_jobs) if trees else None
+    gbm = (lightgbm_fit(data.features[fit_rows], data.aami[fit_rows], seed=seed, n_jobs=tree_jobs)
+           if trees else None)
     tree_model = None if gbm is None else export_lightgbm(gbm)
     with tempfile.TemporaryDirectory(prefix="vigil-beat-") as tmp:
         path = Path(tmp) / "beat.tflite"
@@ -275,12 +276,6 @@ def fit_beat_model(
                        "beats": {k: n for k, n in counts.items() if n},
                        "source": "MIT-BIH Arrhythmia Database (PhysioNet, ODC-By 1.0)"},
     )
-
-
-def _fit_trees(data: BeatDataset, rows: NDArray[np.bool_], *, seed: int, n_jobs: int) -> Any:
-    """LightGBM (`training.beat_eval.lightgbm_fit`) on the N/S/V/F beats of ``rows``."""
-    keep = rows & np.isin(data.aami, range(len(CLASS_NAMES)))
-    return lightgbm_fit(data.features[keep], data.aami[keep], seed=seed, n_jobs=n_jobs)
 
 
 def _golden_rows(val: BeatDataset, rng: np.random.Generator) -> NDArray[np.int64]:

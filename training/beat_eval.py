@@ -125,16 +125,19 @@ N_TREE_CLASSES: Final = len(TRAIN_CLASSES)
 def lightgbm_fit(
     x: NDArray[np.floating[Any]], y: NDArray[np.integer[Any]], *, seed: int, n_jobs: int
 ) -> Any:
-    """A ``lightgbm.Booster`` with the settings of the module docstring, multiclass over the
-    AAMI codes of N, S, V, F whether or not each occurs in ``y`` (a class with no training
-    beat just gets a low score): the baseline here and the tree half of the shipped beat model
+    """A ``lightgbm.Booster`` with the settings of the module docstring, fitted on the rows of
+    ``x`` whose AAMI code ``y`` is N, S, V or F (Q beats and non-beats are left out), multiclass
+    over those four whether or not each occurs (a class with no training beat just gets a low
+    score): the baseline here and the tree half of the shipped beat model
     (`training.beat_bundle`). Balanced class weights as scikit-learn computes them: n / (k n_c)
     over the k classes present."""
     import lightgbm as lgb  # noqa: PLC0415 - training-only dependency
 
-    labels = np.asarray(y, dtype=np.int64)
-    if labels.size == 0 or labels.min() < 0 or labels.max() >= N_TREE_CLASSES:
-        raise ValueError(f"labels must be AAMI codes 0 to {N_TREE_CLASSES - 1} (N, S, V, F)")
+    codes = np.asarray(y, dtype=np.int64)
+    keep = np.isin(codes, TRAIN_CLASSES)
+    labels = codes[keep]
+    if labels.size == 0:
+        raise ValueError("no N, S, V or F beat to fit")
     counts = np.bincount(labels, minlength=N_TREE_CLASSES)
     present = counts > 0
     weight_of = np.zeros(N_TREE_CLASSES)
@@ -153,7 +156,7 @@ def lightgbm_fit(
         "num_threads": n_jobs,
         "verbose": -1,
     }
-    train = lgb.Dataset(np.asarray(x, dtype=np.float64), labels, weight=weight_of[labels],
+    train = lgb.Dataset(np.asarray(x, dtype=np.float64)[keep], labels, weight=weight_of[labels],
                         params={"max_bin": 63, "verbose": -1})
     return lgb.train(params, train, num_boost_round=100)
 
@@ -163,8 +166,7 @@ def lightgbm_probs(
 ) -> NDArray[np.float64]:
     """The LightGBM baseline (module docstring) fitted on ``train``'s N, S, V, F beats: (n_test,
     5) class probabilities in `AAMI_CLASSES` order (Q's column 0)."""
-    keep = np.isin(train.aami, TRAIN_CLASSES)
-    booster = lightgbm_fit(train.features[keep], train.aami[keep], seed=seed, n_jobs=n_jobs)
+    booster = lightgbm_fit(train.features, train.aami, seed=seed, n_jobs=n_jobs)
     proba = np.asarray(booster.predict(np.asarray(test.features, dtype=np.float64)))
     return _class_probs(proba, np.arange(N_TREE_CLASSES))
 
@@ -246,10 +248,10 @@ def metrics(aami: NDArray[np.int8], scores: FoldScores) -> dict[str, float]:
     out["s_se_at_ppv50"] = s_sensitivity_at_ppv(is_s[m], scores.s[m])
     if scores.decision is not None:
         d = scores.decision
-        out["v_se"] = _ratio(int(np.sum(is_v & (d == V_CODE))), int(np.sum(is_v)))
-        out["v_ppv"] = _ratio(int(np.sum(is_v & (d == V_CODE))), int(np.sum(d == V_CODE)))
-        # EC57 (bxb's VEB +P): false V calls are N and S beats called V, not F beats.
         v_tp = int(np.sum(is_v & (d == V_CODE)))
+        out["v_se"] = _ratio(v_tp, int(np.sum(is_v)))
+        out["v_ppv"] = _ratio(v_tp, int(np.sum(d == V_CODE)))
+        # EC57 (bxb's VEB +P): false V calls are N and S beats called V, not F beats.
         v_fp = int(np.sum(np.isin(aami, (N_CODE, S_CODE)) & (d == V_CODE)))
         out["v_ppv_ec57"] = _ratio(v_tp, v_tp + v_fp)
         out["s_se"] = _ratio(int(np.sum(is_s & (d == S_CODE))), int(np.sum(is_s)))
