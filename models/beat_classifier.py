@@ -257,12 +257,12 @@ class BeatClassifier:
         p = self.model.score(self.scaling(rows))
         if self.trees is None:
             return p
-        q = self.trees.predict_proba(np.array(rows, dtype=np.float64, ndmin=2))
+        q = self.trees.predict_proba(_as_rows(rows))
         return (0.5 * (p.astype(np.float64) + q)).astype(np.float32)
 
     def novelty_mse(self, rows: NDArray[np.floating[Any]]) -> NDArray[np.float64]:
         """(n,) reconstruction MSE of the rows' shape windows; NaN without a novelty model."""
-        x = np.array(rows, dtype=np.float32, ndmin=2)[:, self.spec.window_columns]
+        x = _as_rows(rows)[:, self.spec.window_columns].astype(np.float32)
         if self.novelty is None:
             return np.full(x.shape[0], np.nan)
         return reconstruction_mse(self.novelty, x)
@@ -287,19 +287,24 @@ class BeatClassifier:
 
     def irregularity(self, rows: NDArray[np.floating[Any]]) -> NDArray[np.float64]:
         """(n,) the rows' ``irregularity30`` context scalar (the S rule's input)."""
-        return np.array(rows, dtype=np.float64, ndmin=2)[:, self._irregularity]
+        return _as_rows(rows)[:, self._irregularity]
 
     def labels(self, probs: NDArray[np.floating[Any]], novelty_mse: NDArray[np.floating[Any]],
-               irregularity: NDArray[np.floating[Any]] | None = None) -> list[str]:
+               irregularity: NDArray[np.floating[Any]]) -> list[str]:
         """`label` of each of many beats ((n, 4) probabilities, (n,) novelty MSE and context
         irregularity)."""
-        irr = np.full(len(probs), np.nan) if irregularity is None else irregularity
         return [self.label(p, float(m), float(i))
-                for p, m, i in zip(probs, novelty_mse, irr, strict=True)]
+                for p, m, i in zip(probs, novelty_mse, irregularity, strict=True)]
 
     def classify(self, row: NDArray[np.floating[Any]]) -> tuple[str, NDArray[np.float32]]:
         """One beat's class and its probabilities."""
-        p = self.probabilities(row)[0]
-        return self.label(p, float(self.novelty_mse(row)[0]),
-                          float(self.irregularity(row)[0])), p
+        x = _as_rows(row)
+        p = self.probabilities(x)[0]
+        return self.label(p, float(self.novelty_mse(x)[0]), float(self.irregularity(x)[0])), p
+
+
+def _as_rows(rows: NDArray[np.floating[Any]]) -> NDArray[np.float64]:
+    """Raw rows as a float64 (n, n_features) array; no copy when they already are (a
+    `models.beats.BeatStream` row is)."""
+    return np.atleast_2d(np.asarray(rows, dtype=np.float64))
 

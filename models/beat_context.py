@@ -146,6 +146,7 @@ class ContextTracker:
         t = np.linspace(-before_s, after_s, n_points)
         self._qrs = (t >= QRS_S[0]) & (t <= QRS_S[1])
         self._p = (t >= P_S[0]) & (t < P_S[1])
+        self._has_p = int(self._p.sum()) > 1  # a window starting later than -0.08 s has none
         self._width = (t >= WIDTH_S[0]) & (t <= WIDTH_S[1])
         self._dt = float(t[1] - t[0])
         self.alpha = float(alpha)
@@ -187,7 +188,7 @@ class ContextTracker:
             self._history_features(w, w_qrs, n_prev, out)
         self._rhythm_features(rr, out)
         template = w - deviation
-        out[_IDX["corr_p"]] = _corr(w[self._p], template[self._p]) if self._p.sum() > 1 \
+        out[_IDX["corr_p"]] = _corr(w[self._p], template[self._p]) if self._has_p \
             else math.nan
         out[_IDX["corr_all"]] = _corr(w, template)
         out[_IDX["dev_rms_qrs"]] = _rms(np.asarray(deviation)[qrs])

@@ -55,8 +55,12 @@ _REQUIRED: Final[dict[str, ArraySpec]] = {
 FloatArray = npt.NDArray[np.float64]
 
 
+_NAME: Final = "dbscan"
+"""Prefix of this scorer's ModelError messages."""
+
+
 def _model_error(message: str) -> ModelError:
-    return ModelError(f"dbscan: {message}")
+    return ModelError(f"{_NAME}: {message}")
 
 
 class _Workspace:
@@ -84,7 +88,7 @@ class DbscanScorer(NpzModel):
 
     model_format: ClassVar[str] = FORMAT
     required_arrays: ClassVar[Mapping[str, ArraySpec]] = _REQUIRED
-    model_name: ClassVar[str] = "dbscan"
+    model_name: ClassVar[str] = _NAME
 
     def __init__(self, core_samples: npt.ArrayLike, eps: float) -> None:
         """Copy and check the model; raises ModelError if it is empty, non-finite or eps <= 0.

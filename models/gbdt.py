@@ -100,8 +100,12 @@ _REQUIRED: Final[dict[str, ArraySpec]] = {
 FloatArray = npt.NDArray[np.float64]
 
 
+_NAME: Final = "gradient-boosted trees"
+"""Prefix of this scorer's ModelError messages."""
+
+
 def _model_error(message: str) -> ModelError:
-    return ModelError(f"gradient-boosted trees: {message}")
+    return ModelError(f"{_NAME}: {message}")
 
 
 class _Workspace(TraversalBuffers):
@@ -136,7 +140,7 @@ class GradientBoostedTrees(NpzModel):
 
     model_format: ClassVar[str] = FORMAT
     required_arrays: ClassVar[Mapping[str, ArraySpec]] = _REQUIRED
-    model_name: ClassVar[str] = "gradient-boosted trees"
+    model_name: ClassVar[str] = _NAME
 
     def __init__(
         self,

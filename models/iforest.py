@@ -105,8 +105,12 @@ class _Workspace(TraversalBuffers):
         self.depth = np.empty(rows, dtype=np.float64)
 
 
+_NAME: Final = "isolation forest"
+"""Prefix of this scorer's ModelError messages."""
+
+
 def _model_error(message: str) -> ModelError:
-    return ModelError(f"isolation forest: {message}")
+    return ModelError(f"{_NAME}: {message}")
 
 
 class IsolationForestScorer(NpzModel):
@@ -121,7 +125,7 @@ class IsolationForestScorer(NpzModel):
 
     model_format: ClassVar[str] = FORMAT
     required_arrays: ClassVar[Mapping[str, ArraySpec]] = _REQUIRED
-    model_name: ClassVar[str] = "isolation forest"
+    model_name: ClassVar[str] = _NAME
 
     def __init__(
         self,

@@ -48,8 +48,12 @@ _REQUIRED: Final[dict[str, ArraySpec]] = {
 FloatArray = npt.NDArray[np.float64]
 
 
+_NAME: Final = "logistic"
+"""Prefix of this scorer's ModelError messages."""
+
+
 def _model_error(message: str) -> ModelError:
-    return ModelError(f"logistic: {message}")
+    return ModelError(f"{_NAME}: {message}")
 
 
 class _Workspace:
@@ -101,7 +105,7 @@ class LogisticScorer(NpzModel):
 
     model_format: ClassVar[str] = FORMAT
     required_arrays: ClassVar[Mapping[str, ArraySpec]] = _REQUIRED
-    model_name: ClassVar[str] = "logistic"
+    model_name: ClassVar[str] = _NAME
 
     def __init__(
         self, mean: npt.ArrayLike, scale: npt.ArrayLike, coef: npt.ArrayLike, intercept: float
