@@ -24,6 +24,7 @@ from firmware_bridge.frames import (
     Frame,
     FrameType,
     HelloFrame,
+    PaceFrame,
     PingFrame,
     Sensor,
     SetRatesFrame,
@@ -37,6 +38,7 @@ from firmware_bridge.frames import (
 __all__ = [
     "MAX_DECODED_LEN",
     "MAX_ENCODED_LEN",
+    "MAX_PACE_PULSES",
     "MAX_PAYLOAD_LEN",
     "MAX_WAVEFORM_SAMPLES",
     "SYNC",
@@ -68,8 +70,11 @@ _STATUS = struct.Struct("<HBxH")
 _ACK = struct.Struct("<HBBI")
 _PING = struct.Struct("<I")
 _SET_RATES = struct.Struct("<HHH")
+_PACE_HEAD = struct.Struct("<BxH")
 
 MAX_WAVEFORM_SAMPLES: Final = (MAX_PAYLOAD_LEN - _WAVE_HEAD.size) // 2
+MAX_PACE_PULSES: Final = 255
+"""Most pulse indices one PACE frame carries (PROTOCOL.md 0x06); a board splits longer lists."""
 
 _KNOWN_TYPES: Final = {int(t): t for t in FrameType}
 # Bits a sender may set; the rest are reserved: sent as 0, ignored on receipt (PROTOCOL.md 4).
@@ -160,6 +165,14 @@ def _waveform_payload(frame: WaveformFrame) -> bytes:
     return head + body
 
 
+def _pace_payload(frame: PaceFrame) -> bytes:
+    n = len(frame.samples)
+    _check_int("number of pace pulses", n, 1, MAX_PACE_PULSES)
+    for index in frame.samples:
+        _check_int("pace sample index", index, 0, 0xFFFFFFFF)
+    return _PACE_HEAD.pack(int(frame.channel), n) + struct.pack(f"<{n}I", *frame.samples)
+
+
 def _status_payload(frame: StatusFrame) -> bytes:
     battery = _BATTERY_UNKNOWN if frame.battery_pct is None else frame.battery_pct
     _check_int("battery_pct", battery, 0, 100 if frame.battery_pct is not None else 0xFF)
@@ -210,6 +223,7 @@ def _set_rates_payload(frame: SetRatesFrame) -> bytes:
 _PAYLOAD_ENCODERS: Final[dict[type, Callable[[Any], bytes]]] = {
     VitalsFrame: _vitals_payload,
     WaveformFrame: _waveform_payload,
+    PaceFrame: _pace_payload,
     StatusFrame: _status_payload,
     HelloFrame: _hello_payload,
     AckFrame: _ack_payload,
@@ -240,6 +254,47 @@ def _expect_len(kind: FrameType, payload: bytes, size: int) -> None:
         raise DecodeError("malformed", f"{kind.name} payload is {len(payload)} bytes, not {size}")
 
 
+def _parse_waveform(seq: int, ts: int, payload: bytes) -> WaveformFrame:
+    """WAVEFORM payload: 16-byte head (channel, rate, gain, baseline, first, n), n int16."""
+    if len(payload) < _WAVE_HEAD.size:
+        raise DecodeError("malformed", f"WAVEFORM payload is only {len(payload)} bytes")
+    channel, rate, gain, baseline, first, n = _WAVE_HEAD.unpack_from(payload)
+    _expect_len(FrameType.WAVEFORM, payload, _WAVE_HEAD.size + 2 * n)
+    if n == 0 or rate == 0 or not (math.isfinite(gain) and gain > 0):
+        raise DecodeError("malformed", f"WAVEFORM with n={n}, rate={rate}, gain={gain}")
+    try:
+        chan = WaveformChannel(channel)
+    except ValueError:
+        raise DecodeError("malformed", f"unknown waveform channel {channel}") from None
+    samples = struct.unpack_from(f"<{n}h", payload, _WAVE_HEAD.size)
+    return WaveformFrame(
+        seq=seq,
+        timestamp_ms=ts,
+        channel=chan,
+        rate_hz=rate,
+        gain=gain,
+        baseline=baseline,
+        first_sample=first,
+        samples=samples,
+    )
+
+
+def _parse_pace(seq: int, ts: int, payload: bytes) -> PaceFrame:
+    """PACE payload: channel, reserved, u16 n (1..255), n u32 sample indices."""
+    if len(payload) < _PACE_HEAD.size:
+        raise DecodeError("malformed", f"PACE payload is only {len(payload)} bytes")
+    channel, n = _PACE_HEAD.unpack_from(payload)
+    _expect_len(FrameType.PACE, payload, _PACE_HEAD.size + 4 * n)
+    if not 1 <= n <= MAX_PACE_PULSES:
+        raise DecodeError("malformed", f"PACE with n={n} (1..{MAX_PACE_PULSES})")
+    try:
+        chan = WaveformChannel(channel)
+    except ValueError:
+        raise DecodeError("malformed", f"unknown waveform channel {channel} in PACE") from None
+    samples = struct.unpack_from(f"<{n}I", payload, _PACE_HEAD.size)
+    return PaceFrame(seq=seq, timestamp_ms=ts, channel=chan, samples=samples)
+
+
 def _parse(ftype: int, seq: int, ts: int, payload: bytes) -> Frame:  # noqa: PLR0911
     try:
         kind = FrameType(ftype)
@@ -253,27 +308,9 @@ def _parse(ftype: int, seq: int, ts: int, payload: bytes) -> Frame:  # noqa: PLR
             values[name] = wire / scale if flags & bit else None
         return VitalsFrame(seq=seq, timestamp_ms=ts, **values)
     if kind is FrameType.WAVEFORM:
-        if len(payload) < _WAVE_HEAD.size:
-            raise DecodeError("malformed", f"WAVEFORM payload is only {len(payload)} bytes")
-        channel, rate, gain, baseline, first, n = _WAVE_HEAD.unpack_from(payload)
-        _expect_len(kind, payload, _WAVE_HEAD.size + 2 * n)
-        if n == 0 or rate == 0 or not (math.isfinite(gain) and gain > 0):
-            raise DecodeError("malformed", f"WAVEFORM with n={n}, rate={rate}, gain={gain}")
-        try:
-            chan = WaveformChannel(channel)
-        except ValueError:
-            raise DecodeError("malformed", f"unknown waveform channel {channel}") from None
-        samples = struct.unpack_from(f"<{n}h", payload, _WAVE_HEAD.size)
-        return WaveformFrame(
-            seq=seq,
-            timestamp_ms=ts,
-            channel=chan,
-            rate_hz=rate,
-            gain=gain,
-            baseline=baseline,
-            first_sample=first,
-            samples=samples,
-        )
+        return _parse_waveform(seq, ts, payload)
+    if kind is FrameType.PACE:
+        return _parse_pace(seq, ts, payload)
     if kind is FrameType.STATUS:
         _expect_len(kind, payload, _STATUS.size)
         flags, battery, fault = _STATUS.unpack(payload)

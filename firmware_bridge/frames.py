@@ -18,6 +18,7 @@ __all__ = [
     "Frame",
     "FrameType",
     "HelloFrame",
+    "PaceFrame",
     "PingFrame",
     "Sensor",
     "SetRatesFrame",
@@ -39,6 +40,7 @@ class FrameType(enum.IntEnum):
     WAVEFORM = 0x03
     STATUS = 0x04
     ACK = 0x05
+    PACE = 0x06
     PING = 0x10
     SET_RATES = 0x11
 
@@ -54,6 +56,7 @@ class Sensor(enum.IntFlag):
     NIBP = 0x0010
     ABP = 0x0020
     TEMP = 0x0040
+    PACE = 0x0080  # the board detects pacemaker pulses and sends PACE frames
 
 
 class WaveformChannel(enum.IntEnum):
@@ -148,6 +151,29 @@ class WaveformFrame:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PaceFrame:
+    """Pacemaker pulses the board detected on an ECG channel, as sample indices.
+
+    Why: a pace spike is 0.1-2 ms wide, so it is invisible in a waveform sampled at 250-500 Hz;
+    only the acquisition hardware sees it. The Pi uses the pulses to label paced beats (never
+    called ventricular; no atrial-fibrillation detection on a paced rhythm).
+
+    ``samples`` are indices in ``channel``'s per-board sample counter (the same u32 counter as
+    `WaveformFrame.first_sample`, wraps) of the samples at which a pulse was detected, in
+    increasing order; the time of a pulse is its index divided by that channel's rate (Hz).
+    A board sends one after the WAVEFORM frame(s) that hold those samples, only when there was
+    at least one pulse, and only if its HELLO advertises `Sensor.PACE`.
+    """
+
+    seq: int = 0
+    timestamp_ms: int = 0
+    channel: WaveformChannel = WaveformChannel.ECG_II
+    samples: tuple[int, ...] = field(default_factory=tuple)
+
+    frame_type = FrameType.PACE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StatusFrame:
     """Technical state of the board (sent on change and at least every 5 s)."""
 
@@ -208,6 +234,7 @@ Frame = (
     | WaveformFrame
     | StatusFrame
     | AckFrame
+    | PaceFrame
     | PingFrame
     | SetRatesFrame
 )

@@ -6,13 +6,14 @@ import struct
 
 from hypothesis import strategies as st
 
-from firmware_bridge.codec import MAX_WAVEFORM_SAMPLES
+from firmware_bridge.codec import MAX_PACE_PULSES, MAX_WAVEFORM_SAMPLES
 from firmware_bridge.frames import (
     AckFrame,
     AckResult,
     Frame,
     FrameType,
     HelloFrame,
+    PaceFrame,
     PingFrame,
     Sensor,
     SetRatesFrame,
@@ -60,6 +61,13 @@ waveform = st.builds(
     first_sample=u32,
     samples=st.lists(i16, min_size=1, max_size=MAX_WAVEFORM_SAMPLES).map(tuple),
 )
+pace = st.builds(
+    PaceFrame,
+    seq=u16,
+    timestamp_ms=u32,
+    channel=st.sampled_from(WaveformChannel),
+    samples=st.lists(u32, min_size=1, max_size=MAX_PACE_PULSES).map(lambda v: tuple(sorted(v))),
+)
 status = st.builds(
     StatusFrame,
     seq=u16,
@@ -96,5 +104,5 @@ set_rates = st.builds(
 )
 
 frames: st.SearchStrategy[Frame] = st.one_of(
-    vitals, waveform, status, hello, ack, ping, set_rates
+    vitals, waveform, pace, status, hello, ack, ping, set_rates
 )

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from firmware_bridge.codec import (
     MAX_ENCODED_LEN,
+    MAX_PACE_PULSES,
     SYNC,
     DecodeError,
     Decoder,
@@ -25,9 +26,11 @@ from firmware_bridge.frames import (
     AckResult,
     Frame,
     HelloFrame,
+    PaceFrame,
     StatusFlag,
     StatusFrame,
     VitalsFrame,
+    WaveformChannel,
     WaveformFrame,
 )
 from tests import strategies as fs
@@ -266,3 +269,77 @@ def test_ack_of_an_unknown_command_type_still_arrives() -> None:
     frames, dec = _decode_all(encode(ack))
     assert frames == [ack]
     assert dec.stats.errors == 0
+
+
+# ---- PACE (0x06) ----------------------------------------------------------------------------
+
+_PACE_HDR = bytes([1, 6, 0, 0, 0, 0, 0, 0])
+
+
+def _wire(body: bytes) -> bytes:
+    return cobs.encode(body + struct.pack("<H", crc16(body))) + SYNC
+
+
+def test_pace_frame_exact_bytes() -> None:
+    """PACE seq 7, 1000 ms, ECG lead II, pulses at samples 1000 and 1090, byte for byte."""
+    frame = PaceFrame(seq=7, timestamp_ms=1000, samples=(1000, 1090))
+    body = bytes.fromhex(
+        "01 06 07 00 e8 03 00 00"  # header: version 1, type 0x06, seq 7, ts 1000
+        "01 00 02 00"  # channel 1 (ECG II), reserved, n = 2
+        "e8 03 00 00 42 04 00 00"  # sample indices 1000, 1090 (u32 LE)
+    )
+    assert crc16(body) == 0xD399
+    wire = bytes.fromhex("04 01 06 07 03 e8 03 01 02 01 02 02 03 e8 03 01 03 42 04 01 03 99 d3 00")
+    assert encode(frame) == wire == _wire(body)
+    frames, dec = _decode_all(wire)
+    assert frames == [frame]
+    assert dec.stats.errors == 0
+
+
+def test_pace_frame_round_trips_at_the_limits() -> None:
+    frames = [
+        PaceFrame(seq=1, samples=(0,)),
+        PaceFrame(seq=2, channel=WaveformChannel.ECG_V, samples=(0xFFFFFFFE, 0xFFFFFFFF)),
+        PaceFrame(seq=3, samples=tuple(range(MAX_PACE_PULSES))),
+    ]
+    got, dec = _decode_all(b"".join(encode(f) for f in frames))
+    assert got == frames
+    assert dec.stats.errors == 0
+    assert isinstance(got[0], PaceFrame)
+    assert got[0].frame_type == 0x06
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        PaceFrame(samples=()),
+        PaceFrame(samples=tuple(range(MAX_PACE_PULSES + 1))),
+        PaceFrame(samples=(-1,)),
+        PaceFrame(samples=(1 << 32,)),
+    ],
+)
+def test_pace_frame_unrepresentable_is_refused(frame: PaceFrame) -> None:
+    with pytest.raises(EncodeError):
+        encode(frame)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"",  # no head
+        b"\x01\x00\x02",  # head one byte short
+        struct.pack("<BxH", 1, 0),  # n = 0
+        struct.pack("<BxH", 1, 2) + struct.pack("<I", 5),  # truncated: 1 index of 2
+        struct.pack("<BxH", 1, 1) + struct.pack("<II", 5, 6),  # overlong: 2 indices for n = 1
+        struct.pack("<BxH", 1, 1) + struct.pack("<I", 5)[:3],  # index cut short
+        struct.pack("<BxH", 1, 256) + bytes(4 * 256),  # n = 256: 1028 bytes, over the limit
+        struct.pack("<BxH", 9, 1) + struct.pack("<I", 5),  # unknown channel
+    ],
+)
+def test_malformed_pace_frames_are_counted_and_skipped(payload: bytes) -> None:
+    good = PaceFrame(seq=1, samples=(42,))
+    frames, dec = _decode_all(_wire(_PACE_HDR + payload) + encode(good))
+    assert frames == [good]
+    assert dec.stats.malformed == 1
+    assert dec.stats.frames == 1
+    assert dec.last_error
