@@ -30,6 +30,7 @@ from firmware_bridge.frames import (
     Frame,
     FrameType,
     HelloFrame,
+    PaceFrame,
     PingFrame,
     Sensor,
     SetRatesFrame,
@@ -54,6 +55,7 @@ SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g", "
 N_RANDOM = 400  # frames per type; one process handles them all
 SEED = 20240607
 MAX_SAMPLES = 504
+MAX_PULSES = 255
 BIG_CAP = 4096
 
 
@@ -165,7 +167,7 @@ def hello_case(rng: np.random.Generator) -> Case:
         timestamp_ms=ts,
         firmware_version=(major, minor, patch),
         board_id=board,
-        sensors=Sensor(sensors & 0x7F),
+        sensors=Sensor(sensors & 0xFF),
         ecg_rate_hz=rates[0],
         ppg_rate_hz=rates[1],
         resp_rate_hz=rates[2],
@@ -236,6 +238,25 @@ def waveform_case(rng: np.random.Generator, n: int | None = None) -> Case:
     return Case("W", (seq, ts, channel, rate, bits, baseline, first, n, *sample_list), frame)
 
 
+def pace_case(rng: np.random.Generator, n: int | None = None) -> Case:
+    seq, ts = _u(rng, 16), _u(rng, 32)
+    channel = int(rng.integers(1, 6, endpoint=True))
+    if n is None:
+        n = (
+            int(rng.choice([1, 2, 63, 64, MAX_PULSES]))
+            if rng.integers(0, 4) == 0
+            else int(rng.integers(1, MAX_PULSES, endpoint=True))
+        )
+    if rng.integers(0, 4) == 0:  # small indices: many zero bytes, 1-byte COBS blocks
+        indices = sorted(int(v) for v in rng.integers(0, 0x100, size=n))
+    else:
+        indices = sorted(_u(rng, 32) for _ in range(n))
+    frame = PaceFrame(
+        seq=seq, timestamp_ms=ts, channel=WaveformChannel(channel), samples=tuple(indices)
+    )
+    return Case("P", (seq, ts, channel, n, *indices), frame)
+
+
 def status_case(rng: np.random.Generator) -> Case:
     seq, ts = _u(rng, 16), _u(rng, 32)
     flags = _u(rng, 16)  # reserved bits must be cleared by C
@@ -271,6 +292,7 @@ MAKERS: dict[str, Callable[[np.random.Generator], Case]] = {
     "hello": hello_case,
     "vitals": vitals_case,
     "waveform": waveform_case,
+    "pace": pace_case,
     "status": status_case,
     "ack": ack_case,
 }
@@ -325,6 +347,19 @@ def test_waveform_sizes_cover_every_cobs_block_boundary(driver: Path) -> None:
     assert out == [encode(c.frame).hex() for c in cases]
 
 
+def test_pace_sizes_cover_every_cobs_block_boundary(driver: Path) -> None:
+    """n from 1 to 255 with zero-free indices: the 254-byte block edge at every offset."""
+    rng = np.random.default_rng(SEED + 4)
+    cases: list[Case] = []
+    for n in range(1, MAX_PULSES + 1):
+        drawn = (int(v) for v in rng.integers(0x01010101, 0xFFFFFFFF, size=n))
+        indices = sorted(v if 0 not in v.to_bytes(4, "little") else 0x01010101 for v in drawn)
+        frame = PaceFrame(seq=n, timestamp_ms=n, samples=tuple(indices))
+        cases.append(Case("P", (n, n, 1, n, *indices), frame))
+    out = run_driver(driver, [c.line(BIG_CAP) for c in cases])
+    assert out == [encode(c.frame).hex() for c in cases]
+
+
 def test_cobs_matches_reference_library(driver: Path) -> None:
     """Raw COBS against the `cobs` package, which the Python codec uses."""
     rng = np.random.default_rng(SEED + 1)
@@ -358,6 +393,10 @@ def test_invalid_arguments_are_refused(driver: Path) -> None:
         f"W 4096 0 0 1 250 {one | 0x80000000} 0 0 1 5",  # gain -1
         f"W 4096 0 0 1 250 {nan} 0 0 1 5",
         f"W 4096 0 0 1 250 {inf} 0 0 1 5",
+        "P 4096 0 0 1 0",  # no pulses
+        "P 4096 0 0 1 256 " + " ".join(["1"] * 256),  # too many pulses
+        "P 4096 0 0 0 1 5",  # channel 0
+        "P 4096 0 0 7 1 5",  # channel 7
         "S 4096 0 0 0 101 0",  # battery 101 %
         "S 4096 0 0 0 254 0",
         "A 4096 0 0 0 16 4 0",  # result 4
@@ -370,6 +409,8 @@ def test_invalid_arguments_are_refused(driver: Path) -> None:
         WaveformFrame(rate_hz=0, samples=(5,)),
         WaveformFrame(gain=0.0, samples=(5,)),
         WaveformFrame(gain=float("nan"), samples=(5,)),
+        PaceFrame(samples=()),
+        PaceFrame(samples=(1,) * 256),
         StatusFrame(battery_pct=101),
     ):
         with pytest.raises(ValueError, match=r"."):

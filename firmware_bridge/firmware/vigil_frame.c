@@ -300,6 +300,29 @@ size_t vigil_encode_waveform(vigil_encoder_t *enc, uint32_t timestamp_ms,
     return fw_end(&f, enc);
 }
 
+size_t vigil_encode_pace(vigil_encoder_t *enc, uint32_t timestamp_ms, const vigil_pace_t *m,
+                         uint8_t *out, size_t cap)
+{
+    frame_writer f;
+    uint16_t i;
+    if (enc == NULL || m == NULL || out == NULL || m->samples == NULL) {
+        return 0u;
+    }
+    /* Receivers drop these as malformed, so refuse them here where the bug is. */
+    if (m->channel < VIGIL_CH_ECG_II || m->channel > VIGIL_CH_ECG_I || m->n_pulses == 0u ||
+        m->n_pulses > VIGIL_MAX_PACE_PULSES) {
+        return 0u;
+    }
+    fw_begin(&f, enc, timestamp_ms, (uint8_t)VIGIL_TYPE_PACE, out, cap);
+    fw_u8(&f, m->channel);
+    fw_u8(&f, 0u); /* reserved */
+    fw_u16(&f, m->n_pulses);
+    for (i = 0; i < m->n_pulses; ++i) {
+        fw_u32(&f, m->samples[i]);
+    }
+    return fw_end(&f, enc);
+}
+
 size_t vigil_encode_status(vigil_encoder_t *enc, uint32_t timestamp_ms, const vigil_status_t *m,
                            uint8_t *out, size_t cap)
 {

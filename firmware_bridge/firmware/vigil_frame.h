@@ -36,6 +36,7 @@ extern "C" {
 #define VIGIL_MAX_PAYLOAD_LEN 1024u
 #define VIGIL_MAX_DECODED_LEN (VIGIL_HEADER_LEN + VIGIL_MAX_PAYLOAD_LEN + VIGIL_CRC_LEN)
 #define VIGIL_MAX_WAVEFORM_SAMPLES 504u
+#define VIGIL_MAX_PACE_PULSES 255u /* 4 + 4 * 255 = 1024: a full payload */
 
 /* Frame types. Board -> Pi 0x01..0x0F, Pi -> board 0x10..0x1F. */
 #define VIGIL_TYPE_HELLO 0x01u
@@ -43,6 +44,7 @@ extern "C" {
 #define VIGIL_TYPE_WAVEFORM 0x03u
 #define VIGIL_TYPE_STATUS 0x04u
 #define VIGIL_TYPE_ACK 0x05u
+#define VIGIL_TYPE_PACE 0x06u
 #define VIGIL_TYPE_PING 0x10u
 #define VIGIL_TYPE_SET_RATES 0x11u
 
@@ -50,6 +52,7 @@ extern "C" {
 #define VIGIL_HELLO_LEN 18u
 #define VIGIL_VITALS_LEN 16u
 #define VIGIL_WAVEFORM_HEAD_LEN 16u
+#define VIGIL_PACE_HEAD_LEN 4u
 #define VIGIL_STATUS_LEN 6u
 #define VIGIL_ACK_LEN 8u
 #define VIGIL_PING_LEN 4u
@@ -66,6 +69,7 @@ extern "C" {
 #define VIGIL_STATUS_WIRE_MAX VIGIL_FRAME_WIRE_MAX(VIGIL_STATUS_LEN)
 #define VIGIL_ACK_WIRE_MAX VIGIL_FRAME_WIRE_MAX(VIGIL_ACK_LEN)
 #define VIGIL_WAVEFORM_WIRE_MAX(n) VIGIL_FRAME_WIRE_MAX(VIGIL_WAVEFORM_HEAD_LEN + 2u * (n))
+#define VIGIL_PACE_WIRE_MAX(n) VIGIL_FRAME_WIRE_MAX(VIGIL_PACE_HEAD_LEN + 4u * (n))
 
 /* HELLO sensor set bits. */
 #define VIGIL_SENSOR_ECG 0x0001u
@@ -75,7 +79,8 @@ extern "C" {
 #define VIGIL_SENSOR_NIBP 0x0010u
 #define VIGIL_SENSOR_ABP 0x0020u
 #define VIGIL_SENSOR_TEMP 0x0040u
-#define VIGIL_SENSOR_MASK 0x007Fu /* other bits are reserved and sent as 0 */
+#define VIGIL_SENSOR_PACE 0x0080u /* the board detects pacemaker pulses, sends PACE frames */
+#define VIGIL_SENSOR_MASK 0x00FFu /* other bits are reserved and sent as 0 */
 
 /* VITALS validity bits: a value whose bit is clear is sent as 0, whatever the struct holds. */
 #define VIGIL_VALID_HR 0x01u
@@ -145,6 +150,16 @@ typedef struct {
     const int16_t *samples;  /* n_samples raw counts */
 } vigil_waveform_t;
 
+/* Pacemaker pulses detected in one chunk of an ECG channel. Send it after the WAVEFORM
+ * frame(s) holding those samples, only when there was at least one pulse, and only if HELLO
+ * advertised VIGIL_SENSOR_PACE; more than VIGIL_MAX_PACE_PULSES pulses go out as several. */
+typedef struct {
+    uint8_t channel;         /* the ECG channel whose sample counter the indices count in */
+    uint16_t n_pulses;       /* 1..VIGIL_MAX_PACE_PULSES */
+    const uint32_t *samples; /* n_pulses sample indices, increasing (same counter as
+                                vigil_waveform_t.first_sample, wraps) */
+} vigil_pace_t;
+
 typedef struct {
     uint16_t flags;          /* VIGIL_STATUS_* bits */
     uint8_t battery_pct;     /* 0..100, or VIGIL_BATTERY_UNKNOWN */
@@ -188,6 +203,8 @@ size_t vigil_encode_vitals(vigil_encoder_t *enc, uint32_t timestamp_ms, const vi
                            uint8_t *out, size_t cap);
 size_t vigil_encode_waveform(vigil_encoder_t *enc, uint32_t timestamp_ms,
                              const vigil_waveform_t *m, uint8_t *out, size_t cap);
+size_t vigil_encode_pace(vigil_encoder_t *enc, uint32_t timestamp_ms, const vigil_pace_t *m,
+                         uint8_t *out, size_t cap);
 size_t vigil_encode_status(vigil_encoder_t *enc, uint32_t timestamp_ms, const vigil_status_t *m,
                            uint8_t *out, size_t cap);
 size_t vigil_encode_ack(vigil_encoder_t *enc, uint32_t timestamp_ms, const vigil_ack_t *m,

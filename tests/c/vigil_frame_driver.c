@@ -5,6 +5,7 @@
  *   H cap seq ts major minor patch board_id sensors ecg ppg resp period  -> wire hex | ERR
  *   V cap seq ts valid hr spo2 rr sbp dbp map temp                       -> wire hex | ERR
  *   W cap seq ts channel rate gain_bits baseline first n s1 .. sn        -> wire hex | ERR
+ *   P cap seq ts channel n i1 .. in                                      -> wire hex | ERR
  *   S cap seq ts flags battery fault                                     -> wire hex | ERR
  *   A cap seq ts acked_seq acked_type result nonce                       -> wire hex | ERR
  *   R cap seq ts type payload_hex|-                                      -> wire hex | ERR
@@ -31,6 +32,7 @@
 static uint8_t out[BUF_CAP + 64];
 static uint8_t data[BUF_CAP];
 static int16_t samples[VIGIL_MAX_WAVEFORM_SAMPLES + 8];
+static uint32_t pulses[VIGIL_MAX_PACE_PULSES + 8];
 static char hexbuf[2 * BUF_CAP + 8];
 
 static unsigned long rd(void)
@@ -216,6 +218,19 @@ int main(void)
             }
             m.samples = samples;
             n = vigil_encode_waveform(&enc, ts, &m, out, cap);
+        } else if (op[0] == 'P') {
+            vigil_pace_t m;
+            m.channel = (uint8_t)rd();
+            m.n_pulses = (uint16_t)rd();
+            if (m.n_pulses > VIGIL_MAX_PACE_PULSES + 8) {
+                fprintf(stderr, "driver: too many pulses\n");
+                return 2;
+            }
+            for (i = 0; i < m.n_pulses; ++i) {
+                pulses[i] = (uint32_t)rd();
+            }
+            m.samples = pulses;
+            n = vigil_encode_pace(&enc, ts, &m, out, cap);
         } else if (op[0] == 'S') {
             vigil_status_t m;
             m.flags = (uint16_t)rd();
