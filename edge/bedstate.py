@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from typing import Final
 
 import numpy as np
@@ -19,6 +20,7 @@ from edge.news2 import News2
 from firmware_bridge.frames import (
     Frame,
     HelloFrame,
+    PaceFrame,
     StatusFlag,
     StatusFrame,
     VitalsFrame,
@@ -37,6 +39,8 @@ VITAL_FIELDS: Final[tuple[str, ...]] = VITAL_NAMES
 
 _SAMPLE_COUNTER_MOD: Final = 1 << 32
 _SAMPLE_COUNTER_HALF: Final = 1 << 31
+PACE_PER_S: Final = 4
+"""Pace pulses a ring keeps per second of its history (pacing above 240/min is not pacing)."""
 
 
 class VitalsSample:
@@ -127,6 +131,10 @@ class WaveformRing:
     Gaps in the board's per-channel sample counter (``first_sample``) are filled with NaN so
     that positions in the buffer stay proportional to time; a backwards jump (board reset)
     simply restarts the counter tracking.
+
+    Positions: sample k written since creation (NaN fill included) is position k; ``written``
+    is the next one. Pace pulses (PACE frames, `mark_pace`) are kept as positions too, so a
+    reader that knows which position its stream started at can tell which beats were paced.
     """
 
     def __init__(self, channel: WaveformChannel, rate_hz: int, seconds: int) -> None:
@@ -143,6 +151,10 @@ class WaveformRing:
         self.resets = 0
         self.written = 0
         """Samples written since creation, NaN gap fill included: a reader's position."""
+        self.pace: deque[int] = deque(maxlen=PACE_PER_S * seconds)
+        """Positions of the pace pulses the board reported, oldest first."""
+        self.pace_dropped = 0
+        """Pulses not kept: reported before any sample, or not after the previous one."""
 
     def append(self, frame: WaveformFrame) -> None:
         """Store a chunk of samples, converted with its gain and baseline."""
@@ -156,6 +168,36 @@ class WaveformRing:
         raw = np.asarray(frame.samples, dtype=np.float32)
         self._write((raw - np.float32(frame.baseline)) / np.float32(frame.gain))
         self._expected = (frame.first_sample + len(frame.samples)) % _SAMPLE_COUNTER_MOD
+
+    def position_of(self, sample_index: int) -> int | None:
+        """The position of the board's sample ``sample_index`` (u32 counter, wraps): the
+        nearest one either side of the next expected sample; None before the first frame."""
+        if self._expected is None:
+            return None
+        ahead = (sample_index - self._expected) % _SAMPLE_COUNTER_MOD
+        if ahead >= _SAMPLE_COUNTER_HALF:
+            ahead -= _SAMPLE_COUNTER_MOD
+        return self.written + ahead
+
+    def mark_pace(self, frame: PaceFrame) -> None:
+        """Keep the frame's pace pulses. A board sends PACE after the chunk that holds the
+        pulses, so a pulse before the first sample or not after the last one kept is counted
+        in ``pace_dropped`` and dropped (a late or repeated frame never reorders them)."""
+        for index in frame.samples:
+            pos = self.position_of(index)
+            if pos is None or (self.pace and pos <= self.pace[-1]):
+                self.pace_dropped += 1
+                continue
+            self.pace.append(pos)
+
+    def paced(self, positions: npt.NDArray[np.int64], before: int, after: int
+              ) -> npt.NDArray[np.bool_]:
+        """For each position, whether a pace pulse lies from ``before`` samples ahead of it to
+        ``after`` samples behind it (both inclusive)."""
+        pulses = np.fromiter(self.pace, dtype=np.int64, count=len(self.pace))
+        lo = np.searchsorted(pulses, positions - before, side="left")
+        hi = np.searchsorted(pulses, positions + after, side="right")
+        return np.asarray(hi > lo)
 
     def _write(self, values: npt.NDArray[np.float32]) -> None:
         n = len(values)
@@ -246,6 +288,13 @@ class BedState:
                 ring = WaveformRing(frame.channel, frame.rate_hz, self.waveform_history_s)
                 self.waveforms[frame.channel] = ring
             ring.append(frame)
+        elif isinstance(frame, PaceFrame):
+            ring = self.waveforms.get(frame.channel)
+            if ring is None:
+                _log.debug("bed %s: PACE for %s before any of its samples; dropped",
+                           self.bed_id, frame.channel.name)
+            else:
+                ring.mark_pace(frame)
         elif isinstance(frame, StatusFrame):
             self.status = frame
         elif isinstance(frame, HelloFrame):

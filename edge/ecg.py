@@ -24,6 +24,13 @@ manager, journal and MQTT contract as every other alert. Per bed and per call:
    classed Q, unclassifiable. Without a beat model those alarms stay silent, and
    ``abnormal_per_min`` is null. A model that fails on a beat is counted (``beat_errors``)
    and logged; the beat is classed Q.
+5. Pace pulses the board reported for the ECG (PACE frames, kept by the ring as positions)
+   mark a beat paced when one lies from `PACE_BEFORE_S` before its R peak to `PACE_AFTER_S`
+   after it (edge/rhythm.py rule 6). The R peak is found about 1 s after it happened
+   (`models.qrs.LATENCY_S`), and a board sends PACE with the chunk holding the pulse, so the
+   pulses of a beat are known when the beat is. The vitals message's ``paced_per_min``
+   counts them (null when the board reports none), and ``rhythm`` reads "paced" when half of
+   the recent beats were and nothing else is going on.
 
 A bed whose board sends no ECG gets nothing from here (the vitals detectors still run).
 """
@@ -39,8 +46,15 @@ import numpy as np
 
 from edge.bedstate import BedState
 from edge.events import Detection
-from edge.rhythm import MODEL, Beat, RhythmConfig, RhythmMonitor
-from firmware_bridge.frames import StatusFlag, WaveformChannel
+from edge.rhythm import (
+    MODEL,
+    PACE_AFTER_S,
+    PACE_BEFORE_S,
+    Beat,
+    RhythmConfig,
+    RhythmMonitor,
+)
+from firmware_bridge.frames import Sensor, StatusFlag, WaveformChannel
 from models.beat_classifier import BeatClassifier
 from models.beats import MIN_FS_HZ, BeatStream
 from models.beats import Beat as BeatRow
@@ -97,8 +111,18 @@ class EcgState:
     """Rule 4: beat windows and RR features, when a beat model runs."""
     per_minute: tuple[int, int] | None = None
     """(V, S/V/F) beats in the last minute at the last judgement; None without a beat model."""
+    paced_per_minute: int | None = None
+    """Paced beats in the last minute at the last judgement; None when the board reports no
+    pace pulses (rule 5)."""
     classified: int = 0
     beat_errors: int = 0
+    pace_before: int = field(init=False)
+    pace_after: int = field(init=False)
+    """Rule 5: `PACE_BEFORE_S` and `PACE_AFTER_S` in samples."""
+
+    def __post_init__(self) -> None:
+        self.pace_before = round(PACE_BEFORE_S * self.fs_hz)
+        self.pace_after = round(PACE_AFTER_S * self.fs_hz)
 
 
 class EcgDetector:
@@ -157,13 +181,14 @@ class EcgDetector:
         kinds = {d.kind for d in st.detections}
         rhythm = next((word for kind, word in _RHYTHM_WORDS if kind in kinds), None)
         if rhythm is None and st.quality is not None and st.quality.usable and st.beats:
-            rhythm = "regular"
+            rhythm = "paced" if st.rhythm.paced_rhythm else "regular"
         hr = st.rhythm.heart_rate_bpm
         return {
             "hr_bpm": None if hr is None else round(hr, 1),
             "rhythm": rhythm,
             "sqi": None if st.quality is None else st.quality.sqi,
             "abnormal_per_min": None if st.per_minute is None else st.per_minute[1],
+            "paced_per_min": st.paced_per_minute,
         }
 
     def heart_rate_bpm(self, bed_id: str) -> float | None:
@@ -198,6 +223,8 @@ class EcgDetector:
             st.starts.clear()
             self._new_stream(st)
         samples, st.position = ring.since(st.position)
+        st.rhythm.pace_reported = bool(
+            (bed.hello is not None and bed.hello.sensors & Sensor.PACE) or ring.pace)
         if samples.size:
             found = st.qrs.update(samples)
             st.fed += samples.size
@@ -206,8 +233,10 @@ class EcgDetector:
                 # Placed by sample index from the stream's start, so RR intervals are exact;
                 # the start is the least-delayed estimate of the last minute (drift-proof).
                 times = min(st.starts) + found / st.fs_hz
-                st.rhythm.add(Beat(float(t), None, int(r)) for t, r in zip(times, found,
-                                                                          strict=True))
+                paced = ring.paced(st.position - st.fed + found, st.pace_before,
+                                   st.pace_after)
+                st.rhythm.add(Beat(float(t), None, int(r), bool(p))
+                              for t, r, p in zip(times, found, paced, strict=True))
                 st.beats += int(found.size)
             if st.stream is not None:
                 self._classify(bed.bed_id, st, st.stream.push(samples, found.tolist()))
@@ -219,6 +248,7 @@ class EcgDetector:
             st.detections = st.rhythm.update(now, quality=st.quality, lead_off=lead_off,
                                              pulse=st.pulse)
             st.per_minute = st.rhythm.per_minute(now)
+            st.paced_per_minute = st.rhythm.paced_per_min(now)
         return list(st.detections)
 
     def _classify(self, bed_id: str, st: EcgState, beats: list[BeatRow]) -> None:

@@ -57,6 +57,16 @@ Rules
    AF stretches of paced record 217). Only 3 records (201, 203, 217) hold AF, so the
    threshold rests on little. Raised as medium ``irregular_rhythm``:
    "suggestive of", not a diagnosis.
+6. **Paced beats.** A board that detects pacemaker pulses (HELLO sensor bit PACE) reports
+   them in PACE frames (PROTOCOL.md); a beat with a pulse from `PACE_BEFORE_S` before its R
+   peak to `PACE_AFTER_S` after it (edge/ecg.py) is paced, and is classed `PACED` whatever
+   the beat model says: a paced beat is wide and ventricular in shape, and calling it V
+   raised false ventricular runs on the paced MIT-BIH records. Paced beats break ventricular
+   runs, are not counted as PVCs or abnormal beats, and count against rule 5's ectopic share
+   (intervals to or from them are left out): the pacemaker, not the atria, sets their
+   timing, so a paced rhythm is not judged for atrial fibrillation, as commercial monitors
+   switch their AF detection off for paced patients. Asystole and the heart rate count paced
+   beats like any other.
 """
 
 from __future__ import annotations
@@ -78,6 +88,9 @@ __all__ = [
     "HR_BEATS",
     "KIND_ONSET_S",
     "MODEL",
+    "PACED",
+    "PACE_AFTER_S",
+    "PACE_BEFORE_S",
     "RHYTHM_KINDS",
     "Beat",
     "RhythmConfig",
@@ -85,11 +98,23 @@ __all__ = [
 ]
 
 MODEL: Final = "ecg-rhythm/1"
+PACE_BEFORE_S: Final = 0.25
+"""Rule 6: a pace pulse up to this long before a beat's R peak makes it paced (s): a paced
+QRS is wide, and the detector's R peak may sit at its largest wave."""
+PACE_AFTER_S: Final = 0.05
+"""Rule 6: ... or up to this long after the R peak (s), for an R peak placed on the spike's
+own edge."""
 HR_BEATS: Final = 8
 """RR intervals behind the ECG heart rate (rule 3)."""
 _MAX_BEATS: Final = 64
 _MINUTE_S: Final = 60.0
+PACED: Final = "P"
+"""Class of a beat the board reported a pace pulse for (rule 6), whatever the beat model says."""
 _ABNORMAL: Final = frozenset("SVF")
+_NOT_SINUS: Final = frozenset(("V", "S", PACED))
+"""Rule 5: beats whose timing the atria did not set (ectopic, paced)."""
+_SET_BY_VENTRICLE: Final = frozenset(("V", PACED))
+"""Rule 5: intervals to or from these beats are left out."""
 _ECTOPIC_MAX: Final = 0.2
 _SETTLE_S: Final = 2.0
 """Beats older than this when an unreadable ECG becomes usable again are dropped (rule 1)."""
@@ -128,13 +153,15 @@ RHYTHM_KINDS: Final = {
 
 @dataclass(frozen=True, slots=True)
 class Beat:
-    """One detected beat: R-peak time (edge s), the beat model's class (N, S, V, F, Q, or
-    None while not classified) and the R peak's stream sample (the key `RhythmMonitor.label`
-    finds it by; -1 when none is given)."""
+    """One detected beat: R-peak time (edge s), the beat model's class (N, S, V, F, Q, `PACED`,
+    or None while not classified), the R peak's stream sample (the key `RhythmMonitor.label`
+    finds it by; -1 when none is given) and whether the board reported a pace pulse just
+    before it (rule 6)."""
 
     time_s: float
     label: str | None = None
     sample: int = -1
+    paced: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -181,6 +208,10 @@ class RhythmMonitor:
         # Times (s) of classified beats of the last minute: ventricular ones, abnormal ones.
         self._v_times: deque[float] = deque()
         self._abnormal_times: deque[float] = deque()
+        self._paced_times: deque[float] = deque()
+        self.pace_reported = False
+        """True when the board reports pace pulses (its HELLO says so): paced counts mean
+        something (rule 6)."""
         self.classifying = False
         """True once a beat has been labelled: per-minute counts mean something."""
         self.beat_model = ""
@@ -188,12 +219,17 @@ class RhythmMonitor:
 
     def add(self, beats: Iterable[Beat]) -> None:
         """New beats, oldest first (their times increase)."""
-        for b in beats:
+        for given in beats:
+            b = given
+            if b.paced and b.label is not None:
+                b = Beat(b.time_s, PACED, b.sample, True)
             if self._since is None:
                 self._since = b.time_s
             self._beats.append(b)
             if b.label is not None:
                 self._count(b.time_s, b.label)
+            if b.paced:
+                self._paced_times.append(b.time_s)
         self._track_run()
 
     def _count(self, time_s: float, label: str) -> None:
@@ -209,7 +245,9 @@ class RhythmMonitor:
         for i in range(len(self._beats) - 1, -1, -1):
             b = self._beats[i]
             if b.sample == sample:
-                self._beats[i] = Beat(b.time_s, label, sample)
+                if b.paced:
+                    label = PACED
+                self._beats[i] = Beat(b.time_s, label, sample, b.paced)
                 self._count(b.time_s, label)
                 self._track_run()
                 return True
@@ -226,6 +264,21 @@ class RhythmMonitor:
             while times and times[0] < now - _MINUTE_S:
                 times.popleft()
         return len(self._v_times), len(self._abnormal_times)
+
+    def paced_per_min(self, now: float) -> int | None:
+        """Paced beats in the last 60 s (rule 6); None when the board reports no pace pulses
+        (it cannot tell paced beats, so 0 would claim more than is known)."""
+        if not self.pace_reported:
+            return None
+        while self._paced_times and self._paced_times[0] < now - _MINUTE_S:
+            self._paced_times.popleft()
+        return len(self._paced_times)
+
+    @property
+    def paced_rhythm(self) -> bool:
+        """Rule 6: at least half of the last `HR_BEATS` + 1 beats were paced."""
+        recent = list(self._beats)[-(HR_BEATS + 1):]
+        return bool(recent) and 2 * sum(b.paced for b in recent) >= len(recent)
 
     def _classified(self) -> list[Beat]:
         """The held beats up to the newest classified one (rule 4)."""
@@ -264,12 +317,13 @@ class RhythmMonitor:
         beats = self._classified()[-(n + 1):]
         if len(beats) < n + 1 or any(b.label is None for b in beats):
             return None  # unclassified beats: ectopy would read as AF (rule 5)
-        ectopic = sum(b.label in ("V", "S") for b in beats)
+        ectopic = sum(b.label in _NOT_SINUS for b in beats)
         if ectopic > _ECTOPIC_MAX * len(beats):
             return None
         times = np.fromiter((b.time_s for b in beats), float)
         rr = np.diff(times)
-        keep = np.array([a.label != "V" and b.label != "V" for a, b in itertools.pairwise(beats)])
+        keep = np.array([a.label not in _SET_BY_VENTRICLE and b.label not in _SET_BY_VENTRICLE
+                         for a, b in itertools.pairwise(beats)])
         rr = rr[keep]
         if rr.size >= 3:  # a missed or an extra beat is not irregularity
             rr = _without_detection_errors(rr)
@@ -292,6 +346,7 @@ class RhythmMonitor:
             self._run_end_s = None
             self._v_times.clear()
             self._abnormal_times.clear()
+            self._paced_times.clear()
             self._recovering = True
             return [Detection(kind="ecg_unreadable", priority=Priority.MEDIUM, technical=True,
                               message=f"ECG unreadable ({quality.reason}): ECG alarms "

@@ -13,7 +13,7 @@ from edge.bedstate import BedState, VitalsRing, WaveformRing
 from edge.events import AlertEvent, EventType, Priority
 from edge.outbox import Outbox
 from edge.payloads import OFFLINE_PAYLOAD, alert_payload, iso_utc, vitals_payload
-from firmware_bridge.frames import VitalsFrame, WaveformChannel, WaveformFrame
+from firmware_bridge.frames import PaceFrame, VitalsFrame, WaveformChannel, WaveformFrame
 
 L, M, H = Priority.LOW, Priority.MEDIUM, Priority.HIGH
 
@@ -162,6 +162,30 @@ def test_waveform_ring_converts_and_marks_gaps() -> None:
     assert out[4] == 3.0
     ring.append(WaveformFrame(rate_hz=4, gain=1.0, first_sample=5, samples=tuple(range(20))))
     assert ring.latest().tolist() == [float(v) for v in range(12, 20)]
+
+
+def test_pace_pulses_are_kept_as_ring_positions_across_gaps_and_counter_wrap() -> None:
+    """edge/ecg.py rule 5 reads pulses by ring position: board sample indices map through
+    gaps (NaN fill) and the u32 counter's wrap; a pulse before any sample, or not after the
+    last one kept (repeated frame), is counted and dropped, never reordered."""
+    bed = BedState("bed1", now=0.0, vitals_history_s=10, waveform_history_s=2)
+    bed.apply(PaceFrame(samples=(3,)), 0.0)  # no ECG sample yet: nowhere to put it
+    top = (1 << 32) - 4
+    bed.apply(WaveformFrame(rate_hz=4, first_sample=top, samples=(0, 0, 0)), 0.1)
+    ring = bed.waveforms[WaveformChannel.ECG_II]
+    bed.apply(PaceFrame(samples=(top + 1,)), 0.1)
+    bed.apply(WaveformFrame(rate_hz=4, first_sample=1, samples=(0, 0)), 0.2)  # wrapped, 2 lost
+    bed.apply(PaceFrame(samples=(2,)), 0.2)
+    bed.apply(PaceFrame(samples=(2, top + 3)), 0.3)  # repeated and older: dropped
+    assert list(ring.pace) == [1, 6]
+    assert ring.position_of(1) == 5
+    assert ring.written == 7
+    assert ring.pace_dropped == 2
+    hits = ring.paced(np.array([2, 4, 7, 9], dtype=np.int64), before=1, after=1)
+    assert hits.tolist() == [True, False, True, False]
+    other = BedState("bed2", now=0.0, vitals_history_s=10, waveform_history_s=2)
+    other.apply(PaceFrame(samples=(3,)), 0.0)
+    assert other.waveforms == {}
 
 
 def test_bed_state_allocates_waveform_per_channel() -> None:

@@ -153,3 +153,39 @@ def test_frequent_pvcs_counts_ventricular_beats_of_the_last_minute() -> None:
     off = RhythmMonitor(RhythmConfig(pvc_per_min=0))
     off.add(beats[:30])
     assert off.update(24.0, quality=GOOD) == []
+
+
+def test_paced_beats_are_never_ventricular_and_a_paced_rhythm_is_not_judged_for_af() -> None:
+    """Rule 6: a beat with a pace pulse is classed P whatever the beat model said; it breaks
+    runs, is no PVC, and a paced window is not called atrial fibrillation."""
+    mon = RhythmMonitor(RhythmConfig(pvc_per_min=3))
+    assert mon.paced_per_min(0.0) is None  # the board reports no pulses: unknown
+    mon.pace_reported = True
+    samples = list(range(0, 360 * 30, 288))  # 0.8 s apart at 360 Hz
+    mon.add(Beat(s / 360, None, s, paced=i >= 8) for i, s in enumerate(samples))
+    for i, s in enumerate(samples):
+        assert mon.label(s, "V" if i >= 8 else "N")  # the model calls the wide paced beats V
+    now = samples[-1] / 360 + 0.1
+    assert mon.update(now, quality=GOOD) == []
+    assert mon.per_minute(now) == (0, 0)
+    assert mon.paced_per_min(now) == len(samples) - 8
+    assert mon.paced_rhythm
+    # The same beats without pulses: a ventricular run (75 bpm, not VT) and frequent PVCs.
+    unpaced = RhythmMonitor(RhythmConfig(pvc_per_min=3))
+    unpaced.add(Beat(s / 360, None, s) for s in samples)
+    for i, s in enumerate(samples):
+        unpaced.label(s, "V" if i >= 8 else "N")
+    kinds = {d.kind for d in unpaced.update(now, quality=GOOD)}
+    assert {"ventricular_run", "frequent_pvcs"} <= kinds
+    assert not unpaced.paced_rhythm
+    # A demand pacemaker firing at irregular times: the intervals it sets are not AF.
+    rng = np.random.default_rng(5)
+    t = np.cumsum(rng.uniform(0.45, 1.1, 40))
+    paced = RhythmMonitor()
+    paced.add(Beat(float(x), "N", paced=i % 2 == 0) for i, x in enumerate(t))
+    assert paced.irregularity() is None
+    assert paced.update(float(t[-1]) + 0.1, quality=GOOD) == []
+    sinus = RhythmMonitor()
+    sinus.add(Beat(float(x), "N") for x in t)  # control: the same times unpaced are AF
+    assert [d.kind for d in sinus.update(float(t[-1]) + 0.1, quality=GOOD)] == [
+        "irregular_rhythm"]
