@@ -84,7 +84,8 @@ AUROC_KEYS = ("auroc_abnormal", "auroc_v", "auroc_s")
 
 
 def evaluate_cnn(
-    data: BeatDataset, folds: Sequence[Sequence[str]], *, seed: int, epochs: int
+    data: BeatDataset, folds: Sequence[Sequence[str]], *, seed: int, epochs: int,
+    scores_out: Path | None = None,
 ) -> dict[str, Any]:
     """Per fold, what `vigil-train ecg fit` ships, trained on the other folds' records
     (`training.beat_bundle.fit_beat_model`: early stopping and the F threshold on its own
@@ -94,7 +95,10 @@ def evaluate_cnn(
     probable class), the int8 network alone at the same thresholds (``cnn_int8``), the trees
     alone (``trees``, most probable class) and the int8 novelty autoencoder's MSE as a
     one-class score (``novelty_int8``). ``shipped``'s S score is P(S) where the device may call
-    S (no S call in an irregular rhythm), 0 elsewhere; ``cnn_int8``'s is the raw P(S)."""
+    S (no S call in an irregular rhythm), 0 elsewhere; ``cnn_int8``'s is the raw P(S).
+    ``scores_out``: every test beat's record, R sample, AAMI code and the three models'
+    class probabilities (device, int8 network, trees) and novelty MSE, as an ``.npz`` for
+    error analysis."""
 
     from training.beat_bundle import fit_beat_model  # noqa: PLC0415 - TensorFlow only here
     from training.beat_model import predict_float  # noqa: PLC0415
@@ -103,6 +107,9 @@ def evaluate_cnn(
     per_fold: list[dict[str, Any]] = []
     scores: dict[str, list[FoldScores]] = {m: [] for m in CNN_MODELS}
     labels = []
+    dump: dict[str, list[Any]] = {k: [] for k in ("record", "r_sample", "aami", "fold",
+                                                  "p_device", "p_int8", "p_trees",
+                                                  "novelty_mse")}
     for i, test_records in enumerate(folds):
         t0 = time.perf_counter()
         train_records = [r for j, f in enumerate(folds) if j != i for r in f]
@@ -113,6 +120,7 @@ def evaluate_cnn(
         network = art.on_device(test.features, trees=False)
         assert art.trees is not None
         mse = device.novelty_mse
+        p_trees = art.trees.predict_proba(test.features.astype(float))
         decision = device.scores.decision
         assert decision is not None
         fold_scores = {
@@ -123,12 +131,19 @@ def evaluate_cnn(
             "cnn_int8": FoldScores(network.scores.abnormal, network.scores.v,
                                    network.probabilities[:, AAMI_CLASSES.index("S")],
                                    network.scores.decision),
-            "trees": scores_from_probs(art.trees.predict_proba(test.features.astype(float))),
+            "trees": scores_from_probs(p_trees),
             "novelty_int8": FoldScores(mse, mse, mse, None),
         }
         for name, sc in fold_scores.items():
             scores[name].append(sc)
         labels.append(test.aami)
+        for key, value in (("record", test.record), ("r_sample", test.r_samples),
+                           ("aami", test.aami), ("fold", np.full(test.aami.size, i)),
+                           ("p_device", device.probabilities),
+                           ("p_int8", network.probabilities),
+                           ("p_trees", p_trees),
+                           ("novelty_mse", mse)):
+            dump[key].append(value)
         per_fold.append(
             {
                 "metrics": {name: metrics(test.aami, sc) for name, sc in fold_scores.items()},
@@ -140,6 +155,8 @@ def evaluate_cnn(
             }
         )
     y = np.concatenate(labels)
+    if scores_out is not None:
+        np.savez_compressed(scores_out, **{k: np.concatenate(v) for k, v in dump.items()})
     pooled = {m: metrics(y, concat_scores(scores[m])) for m in CNN_MODELS}
     return {"folds": per_fold, "pooled": pooled}
 
@@ -157,6 +174,8 @@ def main() -> None:
     parser.add_argument("--cnn-epochs", type=int, default=8, help="CNN epochs (max)")
     parser.add_argument("--no-cnn", action="store_true", help="baselines only")
     parser.add_argument("--json", type=Path, help="also write every figure here")
+    parser.add_argument("--scores", type=Path,
+                        help="also write every test beat's probabilities here (.npz)")
     args = parser.parse_args()
 
     t0 = time.perf_counter()
@@ -180,7 +199,8 @@ def main() -> None:
     t_cnn = 0.0
     if not args.no_cnn:
         t_cnn = time.perf_counter()
-        cnn = evaluate_cnn(data, folds, seed=args.seed, epochs=args.cnn_epochs)
+        cnn = evaluate_cnn(data, folds, seed=args.seed, epochs=args.cnn_epochs,
+                           scores_out=args.scores)
         t_cnn = time.perf_counter() - t_cnn
         for fold, extra in zip(result["folds"], cnn["folds"], strict=True):
             fold["metrics"].update(extra.pop("metrics"))
