@@ -7,13 +7,14 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from firmware_bridge.codec import SYNC, Decoder, encode
+from firmware_bridge.codec import MAX_PACE_PULSES, SYNC, Decoder, encode
 from firmware_bridge.frames import (
     AckFrame,
     AckResult,
     Frame,
     FrameType,
     HelloFrame,
+    PaceFrame,
     PingFrame,
     Sensor,
     SetRatesFrame,
@@ -28,6 +29,7 @@ from firmware_bridge.sim.events import Event, EventKind, parse_event
 from firmware_bridge.sim.generator import SyntheticPatient
 from firmware_bridge.sim.model import PatientModel
 from firmware_bridge.sim.profiles import PROFILES
+from firmware_bridge.sim.replay import Recording, RecordingSource
 
 
 def make_board(events: Sequence[Event] = (), seed: int = 1, **cfg: int) -> Board:
@@ -259,3 +261,118 @@ def test_seq_wraps_without_looking_like_a_reset():
     assert seqs[:8] == [65_530, 65_531, 65_532, 65_533, 65_534, 65_535, 0, 1]
     assert dec.stats.seq_resets == 0
     assert dec.stats.seq_gaps == 0
+
+
+# ---- pacemaker pulses (PACE frames) ----------------------------------------------------------
+
+
+def _paced_board(
+    pace_s: Sequence[float],
+    *,
+    fs_hz: int = 250,
+    seconds: int = 60,
+    loop: bool = False,
+    events: Sequence[Event] = (),
+    **cfg: int,
+) -> Board:
+    """A replayed flat ECG with pacemaker pulses at ``pace_s`` (no recorded data needed)."""
+    vitals = np.full((seconds, 7), np.nan)
+    vitals[:, 0] = 70.0  # heart rate, so the recording has an ECG sensor
+    rec = Recording(
+        name="paced",
+        vitals=vitals,
+        fs_hz=fs_hz,
+        ecg_mv=np.zeros(seconds * fs_hz),
+        pace_s=np.asarray(pace_s, dtype=np.float64),
+    )
+    return Board(PatientModel(RecordingSource(rec, loop=loop), events, seed=1), BoardConfig(**cfg))
+
+
+def _pace_stream(frames: list[Frame]) -> list[tuple[WaveformFrame, PaceFrame]]:
+    """Every PACE frame with the ECG WAVEFORM frame right before it (the order is checked)."""
+    out: list[tuple[WaveformFrame, PaceFrame]] = []
+    previous: Frame | None = None
+    for f in frames:
+        if isinstance(f, PaceFrame):
+            assert isinstance(previous, WaveformFrame | PaceFrame), f"PACE after {previous}"
+            wave = previous if isinstance(previous, WaveformFrame) else out[-1][0]
+            assert wave.channel is WaveformChannel.ECG_II
+            assert f.channel is WaveformChannel.ECG_II
+            out.append((wave, f))
+        previous = f
+    return out
+
+
+def test_pace_frames_follow_the_ecg_chunk_holding_the_pulses():
+    pulses = [0.0, 1.0, 1.3, 2.1, 2.16, 2.197, 5.0004, 59.5]
+    board = _paced_board(pulses)
+    _, frames, dec = run(board, 60_000)
+    assert dec.stats.errors == 0
+    hello = frames[0]
+    assert isinstance(hello, HelloFrame)
+    assert hello.sensors & Sensor.PACE
+    pairs = _pace_stream(frames)
+    got: list[int] = []
+    for wave, pace in pairs:
+        assert wave.first_sample <= pace.samples[0]
+        assert pace.samples[-1] < wave.first_sample + len(wave.samples)
+        assert list(pace.samples) == sorted(set(pace.samples))
+        got += pace.samples
+    assert got == [round(t * 250) for t in pulses]
+    assert board.stats.frames_by_type["PACE"] == 6  # 2.1, 2.16 and 2.197 share a chunk
+
+
+def test_pace_indices_survive_a_rate_change_and_a_reboot():
+    pulses = np.arange(0.5, 40.0, 0.8)
+    board = _paced_board(pulses, events=[parse_event("board_reset@20:2")])
+    dec = Decoder()
+    frames: list[Frame] = []
+    for t in range(0, 40_001, 100):
+        frames += dec.feed(board.advance(t))
+        if t == 10_000:
+            board.receive(encode(SetRatesFrame(seq=1, ecg_rate_hz=500)))
+    assert dec.stats.errors == 0
+    first_boot, second_boot = boots(frames)
+    change = next(
+        f.first_sample
+        for f in first_boot
+        if isinstance(f, WaveformFrame) and f.channel is WaveformChannel.ECG_II and f.rate_hz == 500
+    )
+    times = [
+        i / 250 if i < change else 10.0 + (i - change) / 500
+        for _, pace in _pace_stream(first_boot)
+        for i in pace.samples
+    ]
+    times += [22.0 + i / 250 for _, pace in _pace_stream(second_boot) for i in pace.samples]
+    # Off from 20 s to 22 s (and the chunk due at 20 s is never sent): those pulses are lost.
+    seen = pulses[(pulses < 19.8) | (pulses >= 22.0)]
+    np.testing.assert_allclose(times, seen, atol=0.5 / 250)
+    assert isinstance(second_boot[0], HelloFrame)
+    assert second_boot[0].sensors & Sensor.PACE
+
+
+def test_pace_pulses_loop_with_the_recording_and_skip_lead_off():
+    board = _paced_board([1.0, 4.0], seconds=5, loop=True, events=[parse_event("lead_off@5.5:1")])
+    _, frames, _ = run(board, 15_000)
+    got = [i / 250 for _, pace in _pace_stream(frames) for i in pace.samples]
+    assert got == [1.0, 4.0, 9.0, 11.0, 14.0]  # 6.0 falls in the lead-off span
+
+
+def test_more_than_255_pulses_in_a_chunk_are_split():
+    pulses = np.arange(300) * 0.003 + 0.1  # 300 pulses, 3 ms apart, in one 1 s chunk
+    board = _paced_board(pulses, fs_hz=1000, seconds=3, chunk_ms=1000)
+    _, frames, dec = run(board, 2_000)
+    assert dec.stats.errors == 0
+    paces = [pace for _, pace in _pace_stream(frames)]
+    assert [len(p.samples) for p in paces] == [MAX_PACE_PULSES, 300 - MAX_PACE_PULSES]
+    assert [i for p in paces for i in p.samples] == [round(t * 1000) for t in pulses]
+
+
+def test_no_pace_bit_and_no_pace_frames_without_pulses():
+    _, frames, _ = run(make_board(), 10_000)
+    assert isinstance(frames[0], HelloFrame)
+    assert not frames[0].sensors & Sensor.PACE
+    assert not any(isinstance(f, PaceFrame) for f in frames)
+    _, frames, _ = run(_paced_board([]), 10_000)
+    assert not frames[0].sensors & Sensor.PACE  # type: ignore[union-attr]
+    assert not any(isinstance(f, PaceFrame) for f in frames)

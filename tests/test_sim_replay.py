@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 from _data import shared_data_dir
 
-from firmware_bridge.codec import Decoder
+from firmware_bridge.codec import Decoder, encode
 from firmware_bridge.frames import (
     HelloFrame,
+    PaceFrame,
     Sensor,
+    SetRatesFrame,
     StatusFlag,
     StatusFrame,
     VitalsFrame,
@@ -26,6 +28,7 @@ from firmware_bridge.sim.model import PatientModel
 from firmware_bridge.sim.replay import (
     FIXTURE_DIR,
     FIXTURES,
+    PACE_LEAD_S,
     RecordingSource,
     fit_scale,
     fixture_path,
@@ -225,6 +228,81 @@ def test_mitdb_record_with_reference_annotations():
     hr = rec.vitals[:, Vital.HR]
     assert np.isfinite(hr[5:]).mean() > 0.95
     assert 60 < np.nanmedian(hr) < 130
+
+
+def _paced_annotations(path: Path, seconds: float) -> np.ndarray:
+    """Sample numbers (360 Hz) of the paced ('/') and fusion ('f') beats, read directly."""
+    import wfdb  # noqa: PLC0415 - heavy, and importorskip'ed above
+
+    ann = wfdb.rdann(str(path), "atr", sampto=round(360 * seconds))
+    return np.asarray(ann.sample)[np.isin(ann.symbol, ["/", "f"])]
+
+
+def _pace_indices(frames: list) -> list[int]:
+    """PACE indices, checking each frame follows the ECG WAVEFORM frame holding its samples."""
+    out: list[int] = []
+    previous = None
+    for f in frames:
+        if isinstance(f, PaceFrame):
+            assert isinstance(previous, WaveformFrame)
+            assert previous.channel is WaveformChannel.ECG_II
+            first = previous.first_sample
+            assert first <= f.samples[0] <= f.samples[-1] < first + len(previous.samples)
+            out += f.samples
+        previous = f
+    return out
+
+
+@pytest.mark.parametrize("record", ["104", "217"])
+def test_paced_mitdb_record_sends_pace_frames_at_the_paced_beats(record: str):
+    path = shared_data_dir("mitdb", record)
+    rec = load_recording(path, max_duration_s=60.0)
+    assert rec.sensors & Sensor.PACE
+    board = Board(PatientModel(RecordingSource(rec, loop=False), seed=1))
+    frames, _ = _decode(board, 60_000)
+    hello = frames[0]
+    assert isinstance(hello, HelloFrame)
+    assert hello.sensors & Sensor.PACE
+    assert hello.ecg_rate_hz == 360
+    got = np.array(_pace_indices(frames))
+    want = _paced_annotations(path, 60.0)
+    assert got.size == want.size > 50
+    assert np.abs(got - want).max() <= 0.025 * 360
+    assert np.median(want - got) == round(PACE_LEAD_S * 360)
+
+
+def test_paced_mitdb_record_at_another_board_rate():
+    """SET_RATES to 250 Hz at 10 s: indices go on in the same counter at the new rate."""
+    path = shared_data_dir("mitdb", "107")
+    board = Board(PatientModel(RecordingSource(load_recording(path, max_duration_s=30.0)), seed=1))
+    dec = Decoder()
+    frames: list = []
+    for t in range(0, 30_001, 500):
+        frames += dec.feed(board.advance(t))
+        if t == 10_000:
+            board.receive(encode(SetRatesFrame(seq=1, ecg_rate_hz=250)))
+    assert dec.stats.errors == 0
+    change = next(f.first_sample for f in frames if getattr(f, "rate_hz", 0) == 250)
+    assert change == 3600
+    got = np.array(_pace_indices(frames))
+    ann = _paced_annotations(path, 30.0)
+    want = np.where(ann < 3600, ann, change + (ann - 3600) * 250 / 360)
+    rate = np.where(ann < 3600, 360, 250)
+    assert got.size == want.size
+    assert np.all(np.abs(got - want) <= 0.025 * rate)
+
+
+def test_non_paced_records_send_no_pace_frames():
+    rec = load_recording("fixture:mitdb-100")
+    assert rec.pace_s.size == 0
+    assert not rec.sensors & Sensor.PACE
+    frames, _ = _decode(_board("fixture:mitdb-100"), 20_000)
+    assert isinstance(frames[0], HelloFrame)
+    assert not frames[0].sensors & Sensor.PACE
+    assert not any(isinstance(f, PaceFrame) for f in frames)
+    rec = load_recording(shared_data_dir("mitdb", "208"), max_duration_s=60.0)
+    assert rec.pace_s.size == 0
+    assert not rec.sensors & Sensor.PACE
 
 
 def test_cinc2015_alarm_record_mat_format():

@@ -12,6 +12,12 @@ Rules of this state machine (everything that decides what goes on the wire lives
   the samples taken since the previous chunk (per-channel sample counter since boot), VITALS
   every ``vitals_period_ms`` (first one a period after boot), STATUS when the flags change
   (checked at every chunk) and at least every ``status_period_ms``.
+- Pacemaker pulses (a replayed paced recording; HELLO then advertises ``Sensor.PACE``): right
+  after a chunk's ECG lead II WAVEFORM frame(s), and before the other channels' frames, one
+  PACE frame (several if more than `MAX_PACE_PULSES`) with the ECG sample indices nearest to
+  the pulses that chunk's samples cover; nothing when the chunk had none. Consecutive chunks
+  cover consecutive time spans, so every pulse seen while powered goes out once, also across
+  SET_RATES (indices continue in the same counter) and reboots (the counter restarts at 0).
 - Commands read from the Pi (``receive``) are answered with ACK at the next ``advance``: PING
   echoes the nonce; SET_RATES is checked (rates `MIN_WAVE_RATE_HZ`..`MAX_WAVE_RATE_HZ`, vitals
   period `MIN_VITALS_PERIOD_MS`..`MAX_VITALS_PERIOD_MS`, a channel the board lacks is
@@ -34,14 +40,16 @@ from typing import Final
 
 import numpy as np
 
-from firmware_bridge.codec import MAX_WAVEFORM_SAMPLES, SYNC, Decoder, encode
+from firmware_bridge.codec import MAX_PACE_PULSES, MAX_WAVEFORM_SAMPLES, SYNC, Decoder, encode
 from firmware_bridge.frames import (
     AckFrame,
     AckResult,
     Frame,
     FrameType,
     HelloFrame,
+    PaceFrame,
     PingFrame,
+    Sensor,
     SetRatesFrame,
     StatusFlag,
     StatusFrame,
@@ -132,6 +140,11 @@ class _Channel:
         k = np.arange(first - self.seg_i0, first - self.seg_i0 + n, dtype=np.float64)
         return (self.seg_t0_ms + k * _MS_PER_S / self.rate_hz) / _MS_PER_S
 
+    def nearest_index(self, t_s: np.ndarray) -> np.ndarray:
+        """Index (since boot, not wrapped) of the sample nearest to each simulated time (s)."""
+        k = np.round((np.asarray(t_s) * _MS_PER_S - self.seg_t0_ms) * self.rate_hz / _MS_PER_S)
+        return self.seg_i0 + k.astype(np.int64)
+
 
 def _merge(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
     merged: list[tuple[int, int]] = []
@@ -186,6 +199,7 @@ class Board:
         self._next_chunk = self._next_vitals = self._next_status = 0
         self._flags = StatusFlag(0)
         self._pending_out = bytearray()  # frames sent while handling a command
+        self._pace_from_s = 0.0  # pulses before this simulated time (s) are sent or unseen
 
     # ------------------------------------------------------------------------------ properties
 
@@ -341,6 +355,7 @@ class Board:
                 rate = self.model.native_rate(channel) or default
                 gain, baseline = self.model.scale(channel)
                 self._channels[channel] = _Channel(rate, gain, baseline, 0, t, 0)
+        self._pace_from_s = t / _MS_PER_S  # pulses while the board was off are lost
         _log.info("board boot #%d at %.3f s", self.stats.boots, t / _MS_PER_S)
         out += SYNC
         self._send(
@@ -418,4 +433,25 @@ class Board:
                     ),
                     out,
                 )
+            if channel is WaveformChannel.ECG_II and self.model.sensors & Sensor.PACE:
+                self._emit_pace(ch, end, out)
             ch.next_index = end
+
+    def _emit_pace(self, ch: _Channel, end: int, out: bytearray) -> None:
+        """PACE frame(s) for the ECG samples ch.next_index..end-1 just sent, if they had pulses.
+
+        The chunk covers the pulses from where the previous one stopped to half a sample before
+        sample ``end`` (those nearer to ``end`` belong to the next chunk). A pulse whose nearest
+        sample is outside the chunk (just before a rate change) is put on its first or last
+        sample; two pulses on one sample are one pulse, as a detector would report them.
+        """
+        upto_s = float(ch.times_s(end, 1)[0]) - 0.5 / ch.rate_hz
+        pulses = self.model.pace_times(self._pace_from_s, upto_s)
+        self._pace_from_s = max(self._pace_from_s, upto_s)
+        if pulses.size == 0:
+            return
+        idx = np.unique(np.clip(ch.nearest_index(pulses), ch.next_index, end - 1)) % _TS_MOD
+        indices = idx.tolist()
+        for k in range(0, len(indices), MAX_PACE_PULSES):
+            part = indices[k : k + MAX_PACE_PULSES]
+            self._send(PaceFrame(channel=WaveformChannel.ECG_II, samples=tuple(part)), out)

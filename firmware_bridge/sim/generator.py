@@ -282,3 +282,8 @@ class SyntheticPatient:
         """None: every waveform of a synthetic patient is synthesised."""
         del channel, t_s
         return None
+
+    def pace_times(self, t0_s: float, t1_s: float) -> NDArray[np.float64]:
+        """Empty: a synthetic patient has no pacemaker (the board sends no PACE frames)."""
+        del t0_s, t1_s
+        return np.empty(0)

@@ -6,7 +6,8 @@ does not change the patient):
 
 - ``vitals(t)``: the reading a monitor would report (NaN = not measured);
 - ``waveform(channel, t_array)``: ECG (mV) / PPG (a.u.) samples at those times;
-- ``status_flags(t)``: lead off / probe off as the board would flag them.
+- ``status_flags(t)``: lead off / probe off as the board would flag them;
+- ``pace_times(t0, t1)``: pacemaker pulses the board detects (a replayed paced recording).
 
 Pipeline per second: source physiology -> clinical events (the patient changes) -> source
 measurement (noise, artefacts) -> technical events (probe off, lead off, noise burst). Waveforms
@@ -112,6 +113,10 @@ class Source(Protocol):
         self, channel: WaveformChannel, t_s: NDArray[np.float64]
     ) -> NDArray[np.float64] | None:
         """Recorded samples at t_s, or None if the channel is synthesised."""
+        ...
+
+    def pace_times(self, t0_s: float, t1_s: float) -> NDArray[np.float64]:
+        """Pacemaker pulse times (s) in [t0_s, t1_s), increasing; empty: no pulses."""
         ...
 
 
@@ -249,6 +254,25 @@ class PatientModel:
         if channel is WaveformChannel.ECG_II:
             return ecg_lead_ii_mv(beat, hr_now, resp)
         return ppg_au(beat, hr_now, resp)
+
+    def pace_times(self, t0_s: float, t1_s: float) -> NDArray[np.float64]:
+        """Times (s, simulation clock like ``waveform``) of pacemaker pulses in [t0_s, t1_s).
+
+        The source's pulses (a replayed recording loops them with its ECG), minus those the
+        board cannot see: ECG lead off (an event) or a gap in the recorded ECG. Increasing.
+        """
+        if not self.has_channel(WaveformChannel.ECG_II):
+            return np.empty(0)
+        t = np.asarray(self.source.pace_times(t0_s, t1_s), dtype=np.float64)
+        if t.size == 0:
+            return t
+        seen = ~technical_state(t, self.events).lead_off
+        rec = self.source.recorded(WaveformChannel.ECG_II, t)
+        if rec is not None:
+            seen &= np.isfinite(rec)
+        if not seen.all():
+            _log.debug("%d pacemaker pulses unseen (lead off or gap)", int((~seen).sum()))
+        return t[seen]
 
     # ---------------------------------------------------------------------------------- status
 
