@@ -82,7 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="vigil-sim",
         description="Emulate the Vigil sensor board: HELLO, VITALS, WAVEFORM and STATUS frames "
-        "over a pseudo-terminal (default) or a serial port, from a synthetic patient or a "
+        "(and PACE when a replayed record has paced beats) over a pseudo-terminal (default) "
+        "or a serial port, from a synthetic patient or a "
         "replayed recording, with injectable clinical and technical events.",
         epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
