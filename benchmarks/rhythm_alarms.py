@@ -31,6 +31,7 @@ Run: .venv/bin/python benchmarks/rhythm_alarms.py [--data DIR] [--records 201 20
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from collections import defaultdict
@@ -46,7 +47,7 @@ from edge.learned import load_learned
 from edge.rhythm import RHYTHM_KINDS
 from edge.runtime import EdgeCore
 from firmware_bridge.codec import Decoder
-from firmware_bridge.frames import PaceFrame
+from firmware_bridge.frames import HelloFrame, PaceFrame, Sensor
 from firmware_bridge.sim.board import Board
 from firmware_bridge.sim.model import PatientModel
 from firmware_bridge.sim.replay import RecordingSource, load_recording
@@ -77,11 +78,14 @@ def replay(path: Path, seconds: float, with_model: bool, *, pace: bool = True,
     paces = 0
     for t_ms in range(0, int(seconds * 1000) + 1, 200):
         for frame in dec.feed(board.advance(t_ms)):
-            if isinstance(frame, PaceFrame):
-                paces += 1
-                if not pace:
-                    continue
-            core.on_frame("bed1", frame, t_ms / 1000)
+            paces += isinstance(frame, PaceFrame)
+            if pace:
+                core.on_frame("bed1", frame, t_ms / 1000)
+            elif isinstance(frame, HelloFrame):  # the board tells no pace-pulse detection
+                core.on_frame("bed1", dataclasses.replace(
+                    frame, sensors=frame.sensors & ~Sensor.PACE), t_ms / 1000)
+            elif not isinstance(frame, PaceFrame):
+                core.on_frame("bed1", frame, t_ms / 1000)
         if t_ms % 1000 == 0:
             events: list[AlertEvent] = core.evaluate(t_ms / 1000)
             out += [(e.kind, t_ms / 1000) for e in events

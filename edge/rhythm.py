@@ -255,6 +255,11 @@ class RhythmMonitor:
                 break
         return False
 
+    @property
+    def held(self) -> tuple[Beat, ...]:
+        """The beats held (the newest `_MAX_BEATS` or more), oldest first, with their classes."""
+        return tuple(self._beats)
+
     def per_minute(self, now: float) -> tuple[int, int] | None:
         """(ventricular, abnormal S/V/F) beats in the last 60 s; None before any beat was
         classified (no beat model)."""
