@@ -254,18 +254,29 @@ def _expect_len(kind: FrameType, payload: bytes, size: int) -> None:
         raise DecodeError("malformed", f"{kind.name} payload is {len(payload)} bytes, not {size}")
 
 
+def _head(kind: FrameType, head: struct.Struct, payload: bytes) -> tuple[Any, ...]:
+    """The fixed head of a variable-length payload, or malformed when it is cut short."""
+    if len(payload) < head.size:
+        raise DecodeError("malformed", f"{kind.name} payload is only {len(payload)} bytes")
+    return head.unpack_from(payload)
+
+
+def _channel(kind: FrameType, code: int) -> WaveformChannel:
+    """The waveform channel ``code`` names, or malformed for a code this side does not know."""
+    try:
+        return WaveformChannel(code)
+    except ValueError:
+        raise DecodeError("malformed", f"unknown waveform channel {code} in {kind.name}"
+                          ) from None
+
+
 def _parse_waveform(seq: int, ts: int, payload: bytes) -> WaveformFrame:
     """WAVEFORM payload: 16-byte head (channel, rate, gain, baseline, first, n), n int16."""
-    if len(payload) < _WAVE_HEAD.size:
-        raise DecodeError("malformed", f"WAVEFORM payload is only {len(payload)} bytes")
-    channel, rate, gain, baseline, first, n = _WAVE_HEAD.unpack_from(payload)
+    channel, rate, gain, baseline, first, n = _head(FrameType.WAVEFORM, _WAVE_HEAD, payload)
     _expect_len(FrameType.WAVEFORM, payload, _WAVE_HEAD.size + 2 * n)
     if n == 0 or rate == 0 or not (math.isfinite(gain) and gain > 0):
         raise DecodeError("malformed", f"WAVEFORM with n={n}, rate={rate}, gain={gain}")
-    try:
-        chan = WaveformChannel(channel)
-    except ValueError:
-        raise DecodeError("malformed", f"unknown waveform channel {channel}") from None
+    chan = _channel(FrameType.WAVEFORM, channel)
     samples = struct.unpack_from(f"<{n}h", payload, _WAVE_HEAD.size)
     return WaveformFrame(
         seq=seq,
@@ -281,16 +292,11 @@ def _parse_waveform(seq: int, ts: int, payload: bytes) -> WaveformFrame:
 
 def _parse_pace(seq: int, ts: int, payload: bytes) -> PaceFrame:
     """PACE payload: channel, reserved, u16 n (1..255), n u32 sample indices."""
-    if len(payload) < _PACE_HEAD.size:
-        raise DecodeError("malformed", f"PACE payload is only {len(payload)} bytes")
-    channel, n = _PACE_HEAD.unpack_from(payload)
+    channel, n = _head(FrameType.PACE, _PACE_HEAD, payload)
     _expect_len(FrameType.PACE, payload, _PACE_HEAD.size + 4 * n)
     if not 1 <= n <= MAX_PACE_PULSES:
         raise DecodeError("malformed", f"PACE with n={n} (1..{MAX_PACE_PULSES})")
-    try:
-        chan = WaveformChannel(channel)
-    except ValueError:
-        raise DecodeError("malformed", f"unknown waveform channel {channel} in PACE") from None
+    chan = _channel(FrameType.PACE, channel)
     samples = struct.unpack_from(f"<{n}I", payload, _PACE_HEAD.size)
     return PaceFrame(seq=seq, timestamp_ms=ts, channel=chan, samples=samples)
 
