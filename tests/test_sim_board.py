@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -376,3 +377,125 @@ def test_no_pace_bit_and_no_pace_frames_without_pulses():
     _, frames, _ = run(_paced_board([]), 10_000)
     assert not frames[0].sensors & Sensor.PACE  # type: ignore[union-attr]
     assert not any(isinstance(f, PaceFrame) for f in frames)
+
+
+def _two_lead_board(events: Sequence[Event] = (), seconds: int = 20, fs_hz: int = 250) -> Board:
+    """A replayed recording with lead II (a gap from 4 s to 5 s) and a precordial lead."""
+    t = np.arange(seconds * fs_hz) / fs_hz
+    lead_ii = np.sin(2 * np.pi * 1.2 * t)
+    lead_ii[4 * fs_hz : 5 * fs_hz] = np.nan
+    vitals = np.full((seconds, 7), np.nan)
+    vitals[:, 0] = 72.0
+    rec = Recording(
+        name="two-lead",
+        vitals=vitals,
+        fs_hz=fs_hz,
+        ecg_mv=lead_ii,
+        ecg_lead="II",
+        ecg_v_mv=0.5 + 0.8 * np.cos(2 * np.pi * 1.2 * t),
+        ecg_v_lead="V2",
+    )
+    return Board(PatientModel(RecordingSource(rec, loop=False), events, seed=1))
+
+
+def _lead_mv(frames: list[Frame], channel: WaveformChannel) -> tuple[np.ndarray, np.ndarray]:
+    """(sample index, mV) of one channel, decoded."""
+    waves = [f for f in frames if isinstance(f, WaveformFrame) and f.channel is channel]
+    idx = np.concatenate([f.first_sample + np.arange(len(f.samples)) for f in waves])
+    mv = np.concatenate([(np.asarray(f.samples, float) - f.baseline) / f.gain for f in waves])
+    return idx, mv
+
+
+def test_lead_v_follows_lead_ii_order_lead_off_gaps_and_noise():
+    events = [parse_event("lead_off@8:2"), parse_event("noise_burst@12:3=2")]
+    _, frames, dec = run(_two_lead_board(events), 18_000)
+    assert dec.stats.errors == 0
+    waves = [f for f in frames if isinstance(f, WaveformFrame)]
+    # Per chunk: lead II then lead V, same indices and rate; nothing else is sent.
+    assert [f.channel for f in waves] == [WaveformChannel.ECG_II, WaveformChannel.ECG_V] * (
+        len(waves) // 2
+    )
+    for ii, v in zip(waves[::2], waves[1::2], strict=True):
+        assert (v.first_sample, v.rate_hz, len(v.samples)) == (
+            ii.first_sample,
+            ii.rate_hz,
+            len(ii.samples),
+        )
+    idx, lead_ii = _lead_mv(frames, WaveformChannel.ECG_II)
+    idx_v, lead_v = _lead_mv(frames, WaveformChannel.ECG_V)
+    assert np.array_equal(idx, idx_v)
+    t = idx / 250
+    for lo, hi in ((4.0, 5.0), (8.0, 10.0)):  # lead II gap, lead off: both leads flat at 0
+        span = (t >= lo + 0.01) & (t < hi - 0.01)
+        assert np.all(np.abs(lead_ii[span]) < 1e-3)
+        assert np.all(np.abs(lead_v[span]) < 1e-3)
+    clean = (t >= 1.0) & (t < 3.5)
+    assert np.max(np.abs(lead_v[clean] - (0.5 + 0.8 * np.cos(2 * np.pi * 1.2 * t[clean])))) < 0.06
+    burst = (t >= 12.0) & (t < 15.0)
+    quiet = (t >= 15.5) & (t < 18.0)
+    ref_ii = np.sin(2 * np.pi * 1.2 * t)
+    ref_v = 0.5 + 0.8 * np.cos(2 * np.pi * 1.2 * t)
+    for mv, ref in ((lead_ii, ref_ii), (lead_v, ref_v)):  # the burst reaches both leads
+        assert np.std(mv[burst] - ref[burst]) > 10 * np.std(mv[quiet] - ref[quiet])
+
+
+def test_set_rates_moves_both_ecg_leads_and_a_reboot_restarts_both():
+    board = _two_lead_board([parse_event("board_reset@12:1")])
+    dec = Decoder()
+    frames: list[Frame] = []
+    for t in range(0, 16_001, 100):
+        frames += dec.feed(board.advance(t))
+        if t == 6_000:
+            board.receive(encode(SetRatesFrame(seq=1, ecg_rate_hz=500)))
+    assert dec.stats.errors == 0
+    assert board.rate_hz(WaveformChannel.ECG_V) == 250  # rebooted: the recorded rate again
+    first_boot, second_boot = boots(frames)
+    assert any(isinstance(f, AckFrame) and f.result is AckResult.OK for f in first_boot)
+    for part, rates in ((first_boot, {250, 500}), (second_boot, {250})):
+        ii = [
+            f for f in part if isinstance(f, WaveformFrame) and f.channel is WaveformChannel.ECG_II
+        ]
+        v = [f for f in part if isinstance(f, WaveformFrame) and f.channel is WaveformChannel.ECG_V]
+        assert [(f.first_sample, f.rate_hz, len(f.samples)) for f in v] == [
+            (f.first_sample, f.rate_hz, len(f.samples)) for f in ii
+        ]
+        assert {f.rate_hz for f in v} == rates
+        assert v[0].first_sample == 0
+        assert all(
+            a.first_sample + len(a.samples) == b.first_sample for a, b in itertools.pairwise(v)
+        )
+    change = next(f for f in first_boot if isinstance(f, WaveformFrame) and f.rate_hz == 500)
+    assert change.channel is WaveformChannel.ECG_II
+    assert change.first_sample == 6 * 250
+
+
+def test_pace_follows_every_ecg_lead_of_the_chunk():
+    vitals = np.full((10, 7), np.nan)
+    vitals[:, 0] = 70.0
+    rec = Recording(
+        name="paced-two-lead",
+        vitals=vitals,
+        fs_hz=250,
+        ecg_mv=np.zeros(2500),
+        ecg_v_mv=np.zeros(2500),
+        ecg_v_lead="V1",
+        pace_s=np.array([1.0, 2.5, 7.25]),
+    )
+    _, frames, _ = run(Board(PatientModel(RecordingSource(rec, loop=False), seed=1)), 9_000)
+    kinds = [
+        f.channel.name if isinstance(f, WaveformFrame) else type(f).__name__
+        for f in frames
+        if isinstance(f, WaveformFrame | PaceFrame)
+    ]
+    paces = [i for i, k in enumerate(kinds) if k == "PaceFrame"]
+    assert len(paces) == 3
+    assert all(kinds[i - 2 : i] == ["ECG_II", "ECG_V"] for i in paces)
+    got = [i for f in frames if isinstance(f, PaceFrame) for i in f.samples]
+    assert got == [250, 625, 1812]
+
+
+def test_sources_without_lead_v_send_no_channel_5():
+    _, frames, _ = run(make_board(), 5_000)
+    channels = {f.channel for f in frames if isinstance(f, WaveformFrame)}
+    assert channels == {WaveformChannel.ECG_II, WaveformChannel.PPG}
+    assert make_board().rate_hz(WaveformChannel.ECG_V) == 0

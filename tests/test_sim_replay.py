@@ -94,8 +94,9 @@ def test_mitdb_fixture_replayed_samples_match_the_recording():
     assert isinstance(hello, HelloFrame)
     assert hello.ecg_rate_hz == 360
     assert hello.ppg_rate_hz == 0
-    ecg = [f for f in frames if isinstance(f, WaveformFrame)]
-    assert {f.channel for f in ecg} == {WaveformChannel.ECG_II}
+    waves = [f for f in frames if isinstance(f, WaveformFrame)]
+    assert {f.channel for f in waves} == {WaveformChannel.ECG_II, WaveformChannel.ECG_V}
+    ecg = [f for f in waves if f.channel is WaveformChannel.ECG_II]
     samples = np.concatenate([np.asarray(f.samples, dtype=float) for f in ecg])
     mv = (samples - ecg[0].baseline) / ecg[0].gain
     n = mv.shape[0]
@@ -104,6 +105,88 @@ def test_mitdb_fixture_replayed_samples_match_the_recording():
     assert np.max(np.abs(mv - rec.ecg_mv[:n])) < 0.06
     assert np.corrcoef(mv, rec.ecg_mv[:n])[0, 1] > 0.99
     assert max(abs(s) for s in samples) <= 32767
+
+
+def _ecg_chunks(frames: list) -> list[tuple[WaveformFrame, WaveformFrame]]:
+    """(lead II, lead V) frame pairs, checking lead V comes right after lead II every time."""
+    pairs = []
+    previous = None
+    for f in frames:
+        if isinstance(f, WaveformFrame) and f.channel is WaveformChannel.ECG_V:
+            assert isinstance(previous, WaveformFrame), f"lead V after {previous}"
+            assert previous.channel is WaveformChannel.ECG_II
+            pairs.append((previous, f))
+        previous = f
+    n_ii = sum(isinstance(f, WaveformFrame) and f.channel is WaveformChannel.ECG_II for f in frames)
+    assert len(pairs) == n_ii  # every lead II frame has its lead V frame
+    return pairs
+
+
+def _mv(frames: list[WaveformFrame]) -> np.ndarray:
+    return np.concatenate([(np.asarray(f.samples, dtype=float) - f.baseline) / f.gain
+                           for f in frames])
+
+
+def test_mitdb_fixture_sends_its_precordial_lead_as_ecg_v():
+    """Record 100 has MLII and V5: V5 goes out on channel 5, sample for sample beside lead II."""
+    rec = load_recording("fixture:mitdb-100")
+    assert rec.ecg_v_lead == "V5"
+    assert rec.ecg_v_mv is not None
+    assert rec.ecg_mv is not None
+    assert rec.ecg_v_mv.shape == rec.ecg_mv.shape
+    board = Board(PatientModel(RecordingSource(rec), seed=1))
+    frames, _ = _decode(board, 10_000)
+    pairs = _ecg_chunks(frames)
+    for ii, v in pairs:
+        assert (v.first_sample, v.rate_hz, len(v.samples)) == (
+            ii.first_sample, ii.rate_hz, len(ii.samples))
+        assert v.rate_hz == 360
+    gain, baseline = fit_scale(rec.ecg_v_mv)
+    assert {(v.gain, v.baseline) for _, v in pairs} == {(gain, baseline)}
+    mv = _mv([v for _, v in pairs])
+    n = mv.shape[0]
+    assert n == 3600
+    # Within quantisation plus the board's 10 uV sensor noise; not a copy of lead II.
+    assert np.max(np.abs(mv - rec.ecg_v_mv[:n])) < 0.06
+    assert np.corrcoef(mv, rec.ecg_v_mv[:n])[0, 1] > 0.99
+    assert np.corrcoef(mv, rec.ecg_mv[:n])[0, 1] < 0.9
+
+
+def test_ecg_v_shares_the_ecg_rate_and_counter_across_set_rates_and_reboots():
+    board = _board("fixture:mitdb-100", ("board_reset@12:1",))
+    dec = Decoder()
+    frames: list = []
+    for t in range(0, 20_001, 250):
+        frames += dec.feed(board.advance(t))
+        if t == 5_000:
+            board.receive(encode(SetRatesFrame(seq=1, ecg_rate_hz=250)))
+    assert dec.stats.errors == 0
+    hellos = [i for i, f in enumerate(frames) if isinstance(f, HelloFrame)]
+    assert len(hellos) == 2
+    first_boot, second_boot = frames[: hellos[1]], frames[hellos[1] :]
+    pairs = _ecg_chunks(first_boot)
+    for ii, v in pairs:
+        assert (v.first_sample, v.rate_hz, len(v.samples)) == (
+            ii.first_sample, ii.rate_hz, len(ii.samples))
+    rates = [v.rate_hz for _, v in pairs]
+    assert rates[0] == 360
+    assert rates[-1] == 250
+    change = next(v.first_sample for _, v in pairs if v.rate_hz == 250)
+    assert change == 5 * 360  # the counter goes on at the new rate, for both leads
+    indices = [i for _, v in pairs for i in range(v.first_sample, v.first_sample + len(v.samples))]
+    assert indices == list(range(len(indices)))  # no gap, no overlap
+    pairs = _ecg_chunks(second_boot)  # the reboot restarts both counters at the recorded rate
+    assert pairs[0][0].first_sample == pairs[0][1].first_sample == 0
+    assert {(ii.rate_hz, v.rate_hz) for ii, v in pairs} == {(360, 360)}
+
+
+def test_recordings_without_a_precordial_lead_send_no_channel_5():
+    rec = load_recording("fixture:bidmc-01")  # leads II, V (unnumbered) and AVR
+    assert rec.ecg_v_mv is None
+    assert rec.ecg_v_lead is None
+    frames, _ = _decode(_board("fixture:bidmc-01"), 5_000)
+    assert WaveformChannel.ECG_V not in {f.channel for f in frames if isinstance(f, WaveformFrame)}
+    assert load_recording("fixture:mimic3-numerics").ecg_v_mv is None
 
 
 def test_bidmc_fixture_signals_and_numerics():
@@ -230,6 +313,36 @@ def test_mitdb_record_with_reference_annotations():
     assert 60 < np.nanmedian(hr) < 130
 
 
+def test_mitdb_101_lead_v1_replayed_on_channel_5():
+    """Decoded ECG_V samples are the record's V1 channel, at lead II's indices and rate."""
+    import wfdb  # noqa: PLC0415 - heavy, and importorskip'ed above
+
+    path = shared_data_dir("mitdb", "101")
+    rec = load_recording(path, max_duration_s=30.0)
+    assert rec.ecg_lead == "MLII"
+    assert rec.ecg_v_lead == "V1"
+    model = PatientModel(RecordingSource(rec, loop=False), seed=1)
+    frames, _ = _decode(Board(model), 20_000)
+    pairs = _ecg_chunks(frames)
+    for ii, v in pairs:
+        assert (v.first_sample, v.rate_hz, len(v.samples)) == (
+            ii.first_sample, ii.rate_hz, len(ii.samples))
+    mv = _mv([v for _, v in pairs])
+    n = mv.shape[0]
+    assert n == 20 * 360
+    raw = wfdb.rdrecord(str(path), sampto=n, channel_names=["V1"])
+    v1 = np.asarray(raw.p_signal[:, 0], dtype=float)
+    gain = pairs[0][1].gain
+    # Exactly the model's lead V within int16 quantisation (half a count) ...
+    t = np.arange(n) / 360
+    expected = PatientModel(RecordingSource(rec, loop=False), seed=1).waveform(
+        WaveformChannel.ECG_V, t)
+    assert np.max(np.abs(mv - expected)) <= 0.5 / gain + 1e-9
+    # ... which is V1 as recorded plus the board's 10 uV sensor noise.
+    assert np.max(np.abs(mv - v1)) < 0.06
+    assert np.std(mv - v1) < 0.015  # V1 is small in 101: the noise, not the shape, differs
+
+
 def _paced_annotations(path: Path, seconds: float) -> np.ndarray:
     """Sample numbers (360 Hz) of the paced ('/') and fusion ('f') beats, read directly."""
     import wfdb  # noqa: PLC0415 - heavy, and importorskip'ed above
@@ -241,14 +354,20 @@ def _paced_annotations(path: Path, seconds: float) -> np.ndarray:
 def _pace_indices(frames: list) -> list[int]:
     """PACE indices, checking each frame follows the ECG WAVEFORM frame holding its samples."""
     out: list[int] = []
-    previous = None
+    previous = lead_ii = None
     for f in frames:
         if isinstance(f, PaceFrame):
+            # Right after the chunk's ECG frames: lead II, then lead V when the record has one.
             assert isinstance(previous, WaveformFrame)
-            assert previous.channel is WaveformChannel.ECG_II
+            assert previous.channel in (WaveformChannel.ECG_II, WaveformChannel.ECG_V)
+            assert f.channel is WaveformChannel.ECG_II
+            assert lead_ii is not None
+            assert lead_ii.first_sample == previous.first_sample
             first = previous.first_sample
             assert first <= f.samples[0] <= f.samples[-1] < first + len(previous.samples)
             out += f.samples
+        if isinstance(f, WaveformFrame) and f.channel is WaveformChannel.ECG_II:
+            lead_ii = f
         previous = f
     return out
 

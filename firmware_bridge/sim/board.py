@@ -7,13 +7,17 @@ Rules of this state machine (everything that decides what goes on the wire lives
   sleeps, reads a clock or touches a port, so tests run hours of board time in milliseconds.
 - Boot: a lone 0x00 (``SYNC``), HELLO with seq 0 and timestamp 0, then STATUS. ``timestamp_ms``
   is ms since the current boot; ``seq`` counts every frame this boot sent (wraps at 65536).
-- Then, while powered: a WAVEFORM frame per channel every ``chunk_ms`` (ECG lead II, PPG, and
-  arterial pressure when a replayed recording has it: BIDMC, MIMIC-III, 03700181) with
-  the samples taken since the previous chunk (per-channel sample counter since boot), VITALS
+- Then, while powered: a WAVEFORM frame per channel every ``chunk_ms`` (ECG lead II, ECG lead V
+  when a replayed recording has a precordial lead beside lead II (MIT-BIH), PPG, and arterial
+  pressure when a replayed recording has it: BIDMC, MIMIC-III, 03700181) with the samples
+  taken since the previous chunk (per-channel sample counter since boot), VITALS
   every ``vitals_period_ms`` (first one a period after boot), STATUS when the flags change
   (checked at every chunk) and at least every ``status_period_ms``.
+- ECG leads are sampled together: lead V has lead II's rate and the same sample counter (same
+  ``first_sample`` in every chunk, also after SET_RATES, which sets the rate of both, and after
+  a reboot). Per chunk: ECG lead II frame(s), ECG lead V frame(s), PACE, PPG, arterial pressure.
 - Pacemaker pulses (a replayed paced recording; HELLO then advertises ``Sensor.PACE``): right
-  after a chunk's ECG lead II WAVEFORM frame(s), and before the other channels' frames, one
+  after a chunk's ECG WAVEFORM frames (lead II, then lead V), before the other channels', one
   PACE frame (several if more than `MAX_PACE_PULSES`) with the ECG sample indices nearest to
   the pulses that chunk's samples cover; nothing when the chunk had none. Consecutive chunks
   cover consecutive time spans, so every pulse seen while powered goes out once, also across
@@ -82,7 +86,9 @@ _TS_MOD: Final = 1 << 32
 _INT16_MIN: Final = -32768
 _INT16_MAX: Final = 32767
 _MS_PER_S: Final = 1000
-_CHANNELS: Final = (WaveformChannel.ECG_II, WaveformChannel.PPG, WaveformChannel.ABP)
+_ECG_CHANNELS: Final = (WaveformChannel.ECG_II, WaveformChannel.ECG_V)
+"""Sampled together: one rate, one sample counter; sent in this order, then PACE."""
+_OTHER_CHANNELS: Final = (WaveformChannel.PPG, WaveformChannel.ABP)
 
 # Actions, in the order they happen when due at the same millisecond.
 _POWER_OFF: Final = 0
@@ -266,6 +272,7 @@ class Board:
         if period and not MIN_VITALS_PERIOD_MS <= period <= MAX_VITALS_PERIOD_MS:
             return AckResult.BAD_ARGUMENT
         self._emit_waveforms(self._now_ms, self._pending_out)  # samples so far: old rate
+        wanted[WaveformChannel.ECG_V] = cmd.ecg_rate_hz  # every ECG lead has the ECG rate
         for channel, rate in wanted.items():
             ch = self._channels.get(channel)
             if rate and ch is not None and rate != ch.rate_hz:
@@ -355,6 +362,13 @@ class Board:
                 rate = self.model.native_rate(channel) or default
                 gain, baseline = self.model.scale(channel)
                 self._channels[channel] = _Channel(rate, gain, baseline, 0, t, 0)
+        lead_ii = self._channels.get(WaveformChannel.ECG_II)
+        if lead_ii is not None and self.model.has_channel(WaveformChannel.ECG_V):
+            # Lead V shares lead II's rate and counter (both start at 0 now); its own scale.
+            gain, baseline = self.model.scale(WaveformChannel.ECG_V)
+            self._channels[WaveformChannel.ECG_V] = _Channel(
+                lead_ii.rate_hz, gain, baseline, 0, t, 0
+            )
         self._pace_from_s = t / _MS_PER_S  # pulses while the board was off are lost
         _log.info("board boot #%d at %.3f s", self.stats.boots, t / _MS_PER_S)
         out += SYNC
@@ -409,36 +423,49 @@ class Board:
         )
 
     def _emit_waveforms(self, t: int, out: bytearray) -> None:
-        for channel in _CHANNELS:
-            ch = self._channels.get(channel)
-            if ch is None:
-                continue
-            end = ch.due(t)
-            n = end - ch.next_index
-            if n <= 0:
-                continue
-            x = self.model.waveform(channel, ch.times_s(ch.next_index, n))
-            counts = np.clip(np.round(x * ch.gain) + ch.baseline, _INT16_MIN, _INT16_MAX)
-            samples = counts.astype(np.int64).tolist()
-            for k in range(0, n, MAX_WAVEFORM_SAMPLES):
-                part = samples[k : k + MAX_WAVEFORM_SAMPLES]
-                self._send(
-                    WaveformFrame(
-                        channel=channel,
-                        rate_hz=ch.rate_hz,
-                        gain=ch.gain,
-                        baseline=ch.baseline,
-                        first_sample=(ch.next_index + k) % _TS_MOD,
-                        samples=tuple(part),
-                    ),
-                    out,
-                )
-            if channel is WaveformChannel.ECG_II and self.model.sensors & Sensor.PACE:
-                self._emit_pace(ch, end, out)
-            ch.next_index = end
+        """Samples due by ``t``: ECG lead II, ECG lead V, PACE for them, then PPG and ABP."""
+        span = None
+        for channel in _ECG_CHANNELS:
+            sent = self._emit_channel(channel, t, out)
+            if channel is WaveformChannel.ECG_II:
+                span = sent
+        if span is not None and self.model.sensors & Sensor.PACE:
+            self._emit_pace(self._channels[WaveformChannel.ECG_II], *span, out)
+        for channel in _OTHER_CHANNELS:
+            self._emit_channel(channel, t, out)
 
-    def _emit_pace(self, ch: _Channel, end: int, out: bytearray) -> None:
-        """PACE frame(s) for the ECG samples ch.next_index..end-1 just sent, if they had pulses.
+    def _emit_channel(
+        self, channel: WaveformChannel, t: int, out: bytearray
+    ) -> tuple[int, int] | None:
+        """WAVEFORM frame(s) of one channel's samples due by ``t``; (first, end) indices sent."""
+        ch = self._channels.get(channel)
+        if ch is None:
+            return None
+        first, end = ch.next_index, ch.due(t)
+        n = end - first
+        if n <= 0:
+            return None
+        x = self.model.waveform(channel, ch.times_s(first, n))
+        counts = np.clip(np.round(x * ch.gain) + ch.baseline, _INT16_MIN, _INT16_MAX)
+        samples = counts.astype(np.int64).tolist()
+        for k in range(0, n, MAX_WAVEFORM_SAMPLES):
+            part = samples[k : k + MAX_WAVEFORM_SAMPLES]
+            self._send(
+                WaveformFrame(
+                    channel=channel,
+                    rate_hz=ch.rate_hz,
+                    gain=ch.gain,
+                    baseline=ch.baseline,
+                    first_sample=(first + k) % _TS_MOD,
+                    samples=tuple(part),
+                ),
+                out,
+            )
+        ch.next_index = end
+        return first, end
+
+    def _emit_pace(self, ch: _Channel, first: int, end: int, out: bytearray) -> None:
+        """PACE frame(s) for the ECG samples first..end-1 just sent, if they had pulses.
 
         The chunk covers the pulses from where the previous one stopped to half a sample before
         sample ``end`` (those nearer to ``end`` belong to the next chunk). A pulse whose nearest
@@ -450,7 +477,7 @@ class Board:
         self._pace_from_s = max(self._pace_from_s, upto_s)
         if pulses.size == 0:
             return
-        idx = np.unique(np.clip(ch.nearest_index(pulses), ch.next_index, end - 1)) % _TS_MOD
+        idx = np.unique(np.clip(ch.nearest_index(pulses), first, end - 1)) % _TS_MOD
         indices = idx.tolist()
         for k in range(0, len(indices), MAX_PACE_PULSES):
             part = indices[k : k + MAX_PACE_PULSES]

@@ -6,6 +6,8 @@ does not change the patient):
 
 - ``vitals(t)``: the reading a monitor would report (NaN = not measured);
 - ``waveform(channel, t_array)``: ECG (mV) / PPG (a.u.) samples at those times;
+  ECG lead V (channel 5) only when a replayed recording has it, and always treated as lead II
+  is: lead off and gaps in lead II flatten it too, noise bursts and motion reach it as well;
 - ``status_flags(t)``: lead off / probe off as the board would flag them;
 - ``pace_times(t0, t1)``: pacemaker pulses the board detects (a replayed paced recording).
 
@@ -59,17 +61,20 @@ _DEFAULT_RR_PER_MIN: Final = 15.0
 # jumps every quarter second, per channel unit.
 _NOISE_WHITE: Final[dict[WaveformChannel, float]] = {
     WaveformChannel.ECG_II: 0.12,  # mV
+    WaveformChannel.ECG_V: 0.12,  # mV
     WaveformChannel.PPG: 0.08,  # a.u.
     WaveformChannel.ABP: 3.0,  # mmHg: a flushed or knocked line
 }
 _NOISE_STEP: Final[dict[WaveformChannel, float]] = {
     WaveformChannel.ECG_II: 0.5,  # mV
+    WaveformChannel.ECG_V: 0.5,  # mV
     WaveformChannel.PPG: 0.4,  # a.u.
     WaveformChannel.ABP: 10.0,  # mmHg
 }
 _NOISE_STEP_PER_S: Final = 4
 _SENSOR_NOISE: Final[dict[WaveformChannel, float]] = {
     WaveformChannel.ECG_II: 0.01,  # mV, electrode and amplifier noise
+    WaveformChannel.ECG_V: 0.01,  # mV
     WaveformChannel.PPG: 0.005,  # a.u.
     WaveformChannel.ABP: 0.2,  # mmHg, transducer noise
 }
@@ -77,9 +82,16 @@ _US_PER_S: Final = 1_000_000
 _S_WAVE_WHITE: Final = 40
 _S_WAVE_STEP: Final = 50
 _S_SENSOR: Final = 60
-_SUPPORTED: Final = (WaveformChannel.ECG_II, WaveformChannel.PPG, WaveformChannel.ABP)
-_RECORDED_ONLY: Final = (WaveformChannel.ABP,)
-"""Channels sent only when the replayed recording has them (no synthetic arterial line)."""
+_SUPPORTED: Final = (
+    WaveformChannel.ECG_II,
+    WaveformChannel.ECG_V,
+    WaveformChannel.PPG,
+    WaveformChannel.ABP,
+)
+_ECG_CHANNELS: Final = frozenset({WaveformChannel.ECG_II, WaveformChannel.ECG_V})
+_RECORDED_ONLY: Final = (WaveformChannel.ECG_V, WaveformChannel.ABP)
+"""Channels sent only when the replayed recording has them (no synthetic lead V or arterial
+line)."""
 
 
 class Source(Protocol):
@@ -153,6 +165,8 @@ class PatientModel:
             return bool(self.sensors & Sensor.ECG)
         if channel is WaveformChannel.PPG:
             return bool(self.sensors & Sensor.PPG)
+        if channel is WaveformChannel.ECG_V and not self.sensors & Sensor.ECG:
+            return False
         if channel in _RECORDED_ONLY:
             return self.source.native_rate(channel) is not None
         return False
@@ -166,7 +180,7 @@ class PatientModel:
         fitted = self.source.scale(channel)
         if fitted is not None:
             return fitted
-        if channel is WaveformChannel.ECG_II:
+        if channel in _ECG_CHANNELS:
             return ECG_GAIN_COUNTS_PER_MV, 0
         return PPG_GAIN_COUNTS_PER_AU, 0
 
@@ -215,6 +229,8 @@ class PatientModel:
 
         Lead off / probe off and recording gaps give a flat line at 0 units (the board's
         baseline); noise bursts and motion add noise. Vectorized over the whole chunk.
+        ECG lead V gets what lead II gets at the same times: the same noise level (its own
+        draws), a flat line during lead off and also wherever the recorded lead II has a gap.
         """
         if channel not in _SUPPORTED:
             raise ValueError(f"channel {channel!r} is not simulated")
@@ -222,6 +238,8 @@ class PatientModel:
         if t.size == 0:
             return np.zeros(0)
         x = self.source.recorded(channel, t)
+        if x is None and channel is WaveformChannel.ECG_V:
+            raise ValueError("ECG lead V is only replayed, never synthesised")
         x = self._synthesise(channel, t) if x is None else np.array(x, dtype=np.float64)
         tech = technical_state(t, self.events)
         level = tech.noise + self.source.motion_level(t)
@@ -234,8 +252,12 @@ class PatientModel:
             step = hashed_normal(self.seed, _S_WAVE_STEP + ch, step_key)
             x = x + level * (_NOISE_WHITE[channel] * white + _NOISE_STEP[channel] * step)
         flat = ~np.isfinite(x)
-        if channel is WaveformChannel.ECG_II:
+        if channel in _ECG_CHANNELS:
             flat |= tech.lead_off
+        if channel is WaveformChannel.ECG_V:  # a gap in lead II (electrodes off): both leads
+            lead_ii = self.source.recorded(WaveformChannel.ECG_II, t)
+            if lead_ii is not None:
+                flat |= ~np.isfinite(lead_ii)
         elif channel is WaveformChannel.PPG:
             flat |= tech.probe_off
         x[flat] = 0.0

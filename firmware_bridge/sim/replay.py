@@ -5,13 +5,15 @@ Supported inputs (``load_recording`` picks by content, not by name):
 - WFDB waveform records, single- or multi-segment (MIT-BIH Arrhythmia ``100``, MIMIC-III
   waveform records with a ``_layout`` header and ``~`` gap segments, PhysioNet/CinC 2015 alarm
   records such as ``a103l`` with a ``.mat`` signal file). The ECG channel is chosen by lead name
-  (II first), PPG is ``PLETH``. Heart rate comes from the reference beat annotations (``.atr``)
-  when present, else from a small QRS detector here; blood pressure from an ``ABP``/``ART``
-  channel. Pacemaker pulses come from the reference annotations too: one per paced ('/') or
-  fusion-of-paced ('f') beat, `PACE_LEAD_S` before it (single-segment records). If a MIMIC
-  numerics record (same name plus ``n``) lies next to the waveform record its numerics take
-  precedence, as they are the bedside monitor's own values. Missing segment files become gaps
-  (the board reports lead off / probe off).
+  (II first), PPG is ``PLETH``. When that ECG is lead II (``II``/``MLII``) and the record also
+  has a precordial lead (``V1`` to ``V6``, e.g. MIT-BIH ``V1``/``V5``), it is kept as the second
+  ECG lead (WAVEFORM channel 5, ECG_V), gaps included as for the first. Heart rate comes from
+  the reference beat annotations (``.atr``) when present, else from a small QRS detector here;
+  blood pressure from an ``ABP``/``ART`` channel. Pacemaker pulses come from the reference
+  annotations too: one per paced ('/') or fusion-of-paced ('f') beat, `PACE_LEAD_S` before it
+  (single-segment records). If a MIMIC numerics record (same name plus ``n``) lies next to the
+  waveform record its numerics take precedence, as they are the bedside monitor's own values.
+  Missing segment files become gaps (the board reports lead off / probe off).
 - WFDB numerics records (sampling rate below 1 Hz, e.g. MIMIC-III ``...n.hea``, one row a
   minute): held piecewise-constant at 1 Hz. Intermittent non-invasive pressure is held for up to
   `NIBP_HOLD_S` after a reading, as a bedside monitor displays it.
@@ -77,6 +79,10 @@ FIXTURES: Final[dict[str, str]] = {
 
 # Signal names, lower case without punctuation, in order of preference.
 _ECG_NAMES: Final = ("ii", "mlii", "ecg", "ecgii", "i", "v", "v5", "mcl1", "iii", "v1", "v2", "avr")
+_LEAD_II_NAMES: Final = frozenset({"ii", "mlii", "ecgii"})
+"""Names of a primary ECG that is lead II: only then is a precordial lead kept beside it."""
+_ECG_V_NAMES: Final = ("v1", "v2", "v3", "v4", "v5", "v6")
+"""Precordial (chest) leads sent on WAVEFORM channel 5 (ECG_V); "V" without a number is not."""
 _PPG_NAMES: Final = ("pleth", "ppg", "plethysmogram")
 _ABP_NAMES: Final = ("abp", "art", "ap")
 _NUMERIC_NAMES: Final[dict[Vital, tuple[str, ...]]] = {
@@ -127,6 +133,7 @@ class Recording:
 
     ``vitals``: (n_seconds, 7) at 1 Hz, row k = second k from the start, NaN = not measured.
     ``ecg_mv`` / ``ppg_au``: waveforms at ``fs_hz`` (NaN = gap), or None when absent.
+    ``ecg_v_mv``: the second ECG lead, a precordial one named ``ecg_v_lead``, at ``fs_hz``.
     """
 
     name: str
@@ -144,6 +151,11 @@ class Recording:
     Taken from the reference annotations (`PACE_SYMBOLS`, `PACE_LEAD_S` before the beat), since
     a pace spike is far narrower than a sample at the recorded rate and cannot be found in it.
     """
+    ecg_v_mv: NDArray[np.float64] | None = None
+    """Second ECG lead (mV, NaN = gap) at ``fs_hz``: a precordial lead V1..V6 recorded beside
+    lead II (``ecg_mv``), same length; None when the record has no such pair."""
+    ecg_v_lead: str | None = None
+    """The record's name for ``ecg_v_mv`` (e.g. ``V1``); None when there is none."""
 
     @property
     def duration_s(self) -> float:
@@ -373,6 +385,9 @@ def _assemble(
     abp_i = _pick(names, _ABP_NAMES, data)
     vitals = np.full((n_s, N_VITALS), np.nan)
     ecg = data[:, ecg_i].copy() if ecg_i is not None else None
+    v_i = None
+    if ecg_i is not None and _norm(names[ecg_i]) in _LEAD_II_NAMES:
+        v_i = _pick(names, _ECG_V_NAMES, data)
     if beats_s is None and ecg is not None:
         beats_s = detect_beats(ecg, fs_hz) / fs_hz
         notes.append("heart rate from the built-in QRS detector")
@@ -394,6 +409,8 @@ def _assemble(
         abp_mmhg=data[:, abp_i].copy() if abp_i is not None else None,
         notes=tuple(notes),
         pace_s=np.empty(0) if pace_s is None or ecg is None else pace_s,
+        ecg_v_mv=data[:, v_i].copy() if v_i is not None else None,
+        ecg_v_lead=names[v_i] if v_i is not None else None,
     )
 
 
@@ -635,6 +652,7 @@ class RecordingSource:
         self._scales: dict[WaveformChannel, tuple[float, int]] = {}
         for channel, wave in (
             (WaveformChannel.ECG_II, recording.ecg_mv),
+            (WaveformChannel.ECG_V, recording.ecg_v_mv),
             (WaveformChannel.PPG, recording.ppg_au),
             (WaveformChannel.ABP, recording.abp_mmhg),
         ):
@@ -686,6 +704,8 @@ class RecordingSource:
     def _wave(self, channel: WaveformChannel) -> NDArray[np.float64] | None:
         if channel is WaveformChannel.ECG_II:
             return self.recording.ecg_mv
+        if channel is WaveformChannel.ECG_V:
+            return self.recording.ecg_v_mv
         if channel is WaveformChannel.PPG:
             return self.recording.ppg_au
         if channel is WaveformChannel.ABP:
