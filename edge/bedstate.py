@@ -179,6 +179,24 @@ class WaveformRing:
             ahead -= _SAMPLE_COUNTER_MOD
         return self.written + ahead
 
+    def index_of(self, position: int) -> int | None:
+        """The board's sample counter value (u32) of ``position``; None before the first
+        frame. Exact back to the last counter reset (a board restart)."""
+        if self._expected is None:
+            return None
+        return (self._expected - (self.written - position)) % _SAMPLE_COUNTER_MOD
+
+    def between(self, start: int, n: int) -> npt.NDArray[np.float32]:
+        """Copy of the samples at positions ``start`` to ``start + n - 1``; NaN where a
+        position is no longer stored or not written yet."""
+        out = np.full(n, np.nan, dtype=np.float32)
+        lo = max(start, self.written - self.count)
+        hi = min(start + n, self.written)
+        if hi > lo:
+            idx = (np.arange(lo, hi) - self.written + self._next) % self.capacity
+            out[lo - start:hi - start] = self._data[idx]
+        return out
+
     def mark_pace(self, frame: PaceFrame) -> None:
         """Keep the frame's pace pulses. A board sends PACE after the chunk that holds the
         pulses, so a pulse before the first sample or not after the last one kept is counted

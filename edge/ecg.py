@@ -31,6 +31,10 @@ manager, journal and MQTT contract as every other alert. Per bed and per call:
    pulses of a beat are known when the beat is. The vitals message's ``paced_per_min``
    counts them (null when the board reports none), and ``rhythm`` reads "paced" when half of
    the recent beats were and nothing else is going on.
+6. A beat model whose spec reads two leads (`models.beats` rule 9) gets the chest lead
+   (WAVEFORM channel 5) beside lead II, sample for sample by the board's shared ECG sample
+   counter; samples of it that have not arrived when lead II's are read, or a chest lead at
+   another rate, count as missing, and those beats are classed on lead II alone.
 
 A bed whose board sends no ECG gets nothing from here (the vitals detectors still run).
 """
@@ -43,8 +47,9 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import numpy as np
+import numpy.typing as npt
 
-from edge.bedstate import BedState
+from edge.bedstate import BedState, WaveformRing
 from edge.events import Detection
 from edge.rhythm import (
     MODEL,
@@ -239,7 +244,9 @@ class EcgDetector:
                               for t, r, p in zip(times, found, paced, strict=True))
                 st.beats += int(found.size)
             if st.stream is not None:
-                self._classify(bed.bed_id, st, st.stream.push(samples, found.tolist()))
+                second = self._second_lead(bed, ring, st.stream, st.position - samples.size,
+                                           samples.size)
+                self._classify(bed.bed_id, st, st.stream.push(samples, found.tolist(), second))
         if now - st.judged_s >= QUALITY_EVERY_S:
             st.judged_s = now
             st.quality = ecg_quality(ring.latest(int(WINDOW_S * ring.rate_hz)), ring.rate_hz)
@@ -251,13 +258,26 @@ class EcgDetector:
             st.paced_per_minute = st.rhythm.paced_per_min(now)
         return list(st.detections)
 
+    @staticmethod
+    def _second_lead(bed: BedState, ring: WaveformRing, stream: BeatStream, start: int,
+                     n: int) -> npt.NDArray[np.float32] | None:
+        """Rule 6: the chest lead's samples at the same board sample indices as the ``n``
+        lead II samples from ring position ``start``; None when the model reads one lead or
+        the board sends no chest lead at lead II's rate."""
+        chest = bed.waveforms.get(WaveformChannel.ECG_V)
+        if stream.spec.leads < 2 or chest is None or chest.rate_hz != ring.rate_hz:
+            return None
+        index = ring.index_of(start)
+        at = None if index is None else chest.position_of(index)
+        return None if at is None else chest.between(at, n)
+
     def _classify(self, bed_id: str, st: EcgState, beats: list[BeatRow]) -> None:
         """Rule 4: class each finished beat and hand the class to the rhythm monitor."""
         c = self.classifier
         assert c is not None
         for beat in beats:
             label = "Q"
-            if beat.complete and np.all(np.isfinite(beat.features)):
+            if beat.complete and np.all(np.isfinite(beat.features[c.spec.primary_columns])):
                 try:
                     label, _ = c.classify(beat.features)
                 except ModelError as exc:

@@ -107,7 +107,7 @@ from models.beat_classifier import COMPONENT as BEAT_COMPONENT
 from models.beat_classifier import NOVELTY as BEAT_NOVELTY
 from models.beat_classifier import TREES as BEAT_TREES
 from models.beat_classifier import BeatClassifier, BeatClassifierError
-from models.beats import BEAT_SPEC_VERSION
+from models.beats import BEAT_SPEC_VERSIONS
 from models.bundle import Bundle, BundleError, bundle_location, load_bundle
 from models.dbscan import DbscanScorer
 from models.features import (
@@ -302,9 +302,10 @@ def beat_classifier(bundle: Bundle) -> BeatClassifier | None:
     if BEAT_COMPONENT not in m.components:
         return None
     required = m.requires.get("beat_spec_version")
-    if required != BEAT_SPEC_VERSION:
+    if required not in BEAT_SPEC_VERSIONS:
         raise _refuse(f"requires.beat_spec_version = {required!r}; this edge cuts beats by "
-                      f"spec version {BEAT_SPEC_VERSION} (models/beats.py)")
+                      f"spec versions {', '.join(map(str, BEAT_SPEC_VERSIONS))} "
+                      "(models/beats.py)")
     try:
         return BeatClassifier.from_bundle(m.extra, m.thresholds, bundle.components[BEAT_COMPONENT],
                                           novelty=bundle.components.get(BEAT_NOVELTY),

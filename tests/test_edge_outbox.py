@@ -10,10 +10,12 @@ import pytest
 
 from edge.alerts import AlertPrinter, format_alert
 from edge.bedstate import BedState, VitalsRing, WaveformRing
+from edge.ecg import EcgDetector
 from edge.events import AlertEvent, EventType, Priority
 from edge.outbox import Outbox
 from edge.payloads import OFFLINE_PAYLOAD, alert_payload, iso_utc, vitals_payload
 from firmware_bridge.frames import PaceFrame, VitalsFrame, WaveformChannel, WaveformFrame
+from models.beats import BeatSpec, BeatStream
 
 L, M, H = Priority.LOW, Priority.MEDIUM, Priority.HIGH
 
@@ -186,6 +188,26 @@ def test_pace_pulses_are_kept_as_ring_positions_across_gaps_and_counter_wrap() -
     other = BedState("bed2", now=0.0, vitals_history_s=10, waveform_history_s=2)
     other.apply(PaceFrame(samples=(3,)), 0.0)
     assert other.waveforms == {}
+
+
+def test_a_chest_lead_is_read_at_lead_ii_board_sample_indices() -> None:
+    """edge/ecg.py rule 6: the chest lead's samples at the same board sample counter values
+    as lead II's, whichever ring started first; NaN where not (yet) received."""
+    bed = BedState("bed1", now=0.0, vitals_history_s=10, waveform_history_s=4)
+    bed.apply(WaveformFrame(rate_hz=4, gain=1.0, first_sample=10, samples=(1, 2, 3, 4)), 0.0)
+    bed.apply(WaveformFrame(channel=WaveformChannel.ECG_V, rate_hz=4, gain=1.0,
+                            first_sample=12, samples=(30, 40)), 0.0)
+    bed.apply(WaveformFrame(rate_hz=4, gain=1.0, first_sample=14, samples=(5, 6)), 0.1)
+    lead_ii = bed.waveforms[WaveformChannel.ECG_II]
+    chest = bed.waveforms[WaveformChannel.ECG_V]
+    assert lead_ii.index_of(2) == 12
+    stream = BeatStream(250.0, BeatSpec(leads=2))
+    got = EcgDetector._second_lead(bed, lead_ii, stream, 1, 5)  # indices 11 to 15
+    assert got is not None
+    assert np.array_equal(got, [np.nan, 30.0, 40.0, np.nan, np.nan], equal_nan=True)
+    assert np.array_equal(chest.between(0, 3), [30.0, 40.0, np.nan], equal_nan=True)
+    assert np.isnan(chest.between(-5, 3)).all()
+    assert EcgDetector._second_lead(bed, lead_ii, BeatStream(250.0), 1, 5) is None  # 1 lead
 
 
 def test_bed_state_allocates_waveform_per_channel() -> None:

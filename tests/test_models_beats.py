@@ -267,3 +267,81 @@ def test_spec_round_trips_and_refuses_another_version() -> None:
         BeatSpec.from_dict({k: v for k, v in spec.to_dict().items() if k != "template_alpha"})
     with pytest.raises(ValueError, match="template_alpha"):
         BeatSpec(template_alpha=0.0)
+
+
+def _stream_rows(stream: BeatStream, x: np.ndarray, r: np.ndarray, x2: np.ndarray | None,
+                 seed: int) -> list:
+    """Feed ``stream`` in random chunks (second lead alongside), R peaks reported late."""
+    rng = np.random.default_rng(seed)
+    fs = stream.fs
+    out: list = []
+    pos, next_r = 0, 0
+    delay = int(rng.integers(0, int(0.2 * fs)))
+    while pos < x.size:
+        end = min(x.size, pos + int(rng.integers(1, int(0.7 * fs))))
+        peaks = []
+        while next_r < r.size and r[next_r] + delay < end:
+            peaks.append(int(r[next_r]))
+            next_r += 1
+        out += stream.push(x[pos:end], peaks, None if x2 is None else x2[pos:end])
+        pos = end
+    return out
+
+
+@pytest.mark.parametrize(("seed", "fs"), [(4, 360.0), (5, 250.0)])
+def test_a_second_lead_adds_its_block_identically_in_batch_and_stream(seed: int,
+                                                                     fs: float) -> None:
+    """Rule 9: the chest lead's window, deviation and context after the first lead's row;
+    stream equals batch bit for bit, lost samples make a NaN block that leaves the lead's
+    template alone, and without the lead the first lead's row is that of a one-lead spec."""
+    spec = BeatSpec(leads=2)
+    x, r = _random_beats(seed, fs, 60.0)
+    t = np.arange(x.size) / fs
+    x2 = -0.6 * x + 0.1 * np.cos(2 * t)  # another projection of the same heart
+    gap = (t > 20.0) & (t < 22.0)
+    x2[gap] = np.nan  # the chest lead loses 2 s
+    block = spec.second_lead_columns
+    assert block is not None
+    assert spec.n_features == SPEC.n_features + 2 * spec.n_points + len(CONTEXT_FEATURE_NAMES)
+    batch, usable = beat_features(x, r, fs, spec, second=x2)
+    one, one_usable = beat_features(x, r, fs)
+    assert np.array_equal(batch[:, spec.primary_columns], one, equal_nan=True)
+    assert np.array_equal(usable, one_usable)
+    out = _stream_rows(BeatStream(fs, spec), x, r, x2, seed + 100)
+    assert [b.r_sample for b in out] == r[1:-1].tolist()
+    for b in out:
+        i = int(np.searchsorted(r, b.r_sample))
+        assert np.array_equal(b.features, batch[i], equal_nan=True)
+    times = r / fs
+    near_gap = (times > 20.0 - spec.after_s) & (times < 22.0 + spec.before_s)
+    lost = ~np.all(np.isfinite(batch[:, block]), axis=1)
+    assert lost[near_gap].all()
+    assert not lost[4:][~near_gap[4:]][:-1].any()  # the lead's context is back after it
+    # The chest lead's window is its own: unit RMS, not the first lead's.
+    i = int(np.flatnonzero(usable)[10])
+    w2 = batch[i, block][: spec.n_points]
+    assert np.sqrt(np.mean(w2 * w2)) == pytest.approx(1.0)
+    assert not np.allclose(w2, batch[i, spec.window_columns])
+    # No chest lead at all: NaN blocks, the same usable beats.
+    none, none_usable = beat_features(x, r, fs, spec)
+    assert np.isnan(none[:, block]).all()
+    assert np.array_equal(none_usable, one_usable)
+    streamed = _stream_rows(BeatStream(fs, spec), x, r, None, seed + 100)
+    assert all(np.isnan(b.features[block]).all() for b in streamed)
+    with pytest.raises(ValueError, match="second lead"):
+        beat_features(x, r, fs, spec, second=x2[:-1])
+    with pytest.raises(ValueError, match="second lead chunk"):
+        BeatStream(fs, spec).push(x[:10], (), x2[:9])
+
+
+def test_a_one_lead_spec_is_written_as_version_3_and_a_two_lead_one_as_4() -> None:
+    assert SPEC.to_dict()["version"] == 3
+    assert "leads" not in SPEC.to_dict()
+    two = BeatSpec(leads=2)
+    assert two.to_dict()["version"] == 4
+    assert BeatSpec.from_dict(two.to_dict()) == two
+    assert BeatSpec.from_dict(SPEC.to_dict()) == SPEC
+    with pytest.raises(ValueError, match="leads"):
+        BeatSpec.from_dict({k: v for k, v in two.to_dict().items() if k != "leads"})
+    with pytest.raises(ValueError, match="leads"):
+        BeatSpec(leads=3)

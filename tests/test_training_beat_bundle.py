@@ -16,7 +16,7 @@ pytest.importorskip("tensorflow", reason="tensorflow-cpu is in vigil[train]")
 from edge.config import parse_config
 from edge.learned import load_learned
 from models.beat_classifier import COMPONENT, BeatClassifier, BeatClassifierError
-from models.beats import BEAT_SPEC_VERSION, CONTEXT_FEATURE_NAMES, DEFAULT_SPEC
+from models.beats import CONTEXT_FEATURE_NAMES, DEFAULT_SPEC
 from models.bundle import load_bundle, packaged_bundle
 from training.beat_bundle import (
     GOLDEN_PER_CLASS,
@@ -108,7 +108,7 @@ def test_the_edge_loads_the_added_beat_model_as_at_start_up(
     out = add_beat_model(packaged_bundle(), tmp_path / "b", artifacts, version="v-beats")
     bundle = load_bundle(out)  # hashes and golden vectors through the device's loader
     assert bundle.version == "v-beats"
-    assert bundle.manifest.requires["beat_spec_version"] == BEAT_SPEC_VERSION == 3
+    assert bundle.manifest.requires["beat_spec_version"] == DEFAULT_SPEC.to_dict()["version"] == 3
     assert bundle.manifest.components["beat_trees"]["kind"] == "gbdt"
     assert bundle.manifest.thresholds["beat.v"] == artifacts.thresholds["beat.v"]
     # The vitals components came along unchanged.

@@ -62,7 +62,7 @@ from models.beat_classifier import (
     RowModel,
     reconstruction_mse,
 )
-from models.beats import AAMI_CLASSES, BEAT_SPEC_VERSION, DEFAULT_SPEC
+from models.beats import AAMI_CLASSES, DEFAULT_SPEC
 from models.bundle import GOLDEN_FILE, MANIFEST_FILE, load_bundle
 from models.gbdt import GradientBoostedTrees
 from training.beat_eval import FoldScores, lightgbm_fit, scores_from_probs
@@ -341,7 +341,8 @@ def add_beat_model(
             thresholds={**_without_beats(raw.get("thresholds", {})), **art.thresholds},
             training_data={**raw.get("training_data", {}), "beats": art.training_data},
             metrics={**raw.get("metrics", {}), "beats": art.metrics},
-            requires={**raw.get("requires", {}), "beat_spec_version": BEAT_SPEC_VERSION},
+            requires={**raw.get("requires", {}),
+                      "beat_spec_version": extra["beats"]["spec"]["version"]},
             extra=extra,
         )
 
