@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from models.beats import AAMI_CLASSES
+from models.beat_classifier import tree_probabilities
+from models.beats import AAMI_CLASSES, DEFAULT_SPEC, BeatSpec
 from training.beat_eval import (
     CLASS_MODELS,
     FoldScores,
@@ -79,13 +80,13 @@ def table(rows: dict[str, dict[str, float]]) -> list[str]:
     return lines
 
 
-CNN_MODELS = ("shipped", "cnn_float", "cnn_int8", "trees", "novelty_int8")
+CNN_MODELS = ("shipped", "shipped_lead_ii", "cnn_float", "cnn_int8", "trees", "novelty_int8")
 AUROC_KEYS = ("auroc_abnormal", "auroc_v", "auroc_s")
 
 
 def evaluate_cnn(
     data: BeatDataset, folds: Sequence[Sequence[str]], *, seed: int, epochs: int,
-    scores_out: Path | None = None,
+    scores_out: Path | None = None, spec: BeatSpec = DEFAULT_SPEC,
 ) -> dict[str, Any]:
     """Per fold, what `vigil-train ecg fit` ships, trained on the other folds' records
     (`training.beat_bundle.fit_beat_model`: early stopping and the F threshold on its own
@@ -114,17 +115,23 @@ def evaluate_cnn(
         t0 = time.perf_counter()
         train_records = [r for j, f in enumerate(folds) if j != i for r in f]
         test = data.subset(test_records)
-        art = fit_beat_model(load_mitdb(DATA_MITDB, train_records), seed=seed + i, epochs=epochs)
+        art = fit_beat_model(load_mitdb(DATA_MITDB, train_records, spec=spec), seed=seed + i,
+                             epochs=epochs, spec=spec)
         p_float = predict_float(art.trained, test.features)
         device = art.on_device(test.features)
+        lead_ii = test.features.copy()
+        if spec.second_lead_columns is not None:
+            lead_ii[:, spec.second_lead_columns] = np.nan  # a board without the chest lead
+        device_ii = art.on_device(lead_ii)
         network = art.on_device(test.features, trees=False)
         assert art.trees is not None
         mse = device.novelty_mse
-        p_trees = art.trees.predict_proba(test.features.astype(float))
+        p_trees = tree_probabilities(spec, art.trees, art.trees_two_leads, test.features)
         decision = device.scores.decision
         assert decision is not None
         fold_scores = {
             "shipped": device.scores,
+            "shipped_lead_ii": device_ii.scores,
             "cnn_float": scores_from_probs(p_float),
             # Raw int8 P(S) as the S score (not the device's rule-gated one), so that the
             # int8-vs-float AUROC drop compares like with like; decisions are the device's.
@@ -174,6 +181,8 @@ def main() -> None:
     parser.add_argument("--cnn-epochs", type=int, default=8, help="CNN epochs (max)")
     parser.add_argument("--no-cnn", action="store_true", help="baselines only")
     parser.add_argument("--json", type=Path, help="also write every figure here")
+    parser.add_argument("--leads", type=int, choices=(1, 2), default=2,
+                        help="beat model on lead II alone or with the chest lead (default 2)")
     parser.add_argument("--scores", type=Path,
                         help="also write every test beat's probabilities here (.npz)")
     args = parser.parse_args()
@@ -182,7 +191,8 @@ def main() -> None:
     global DATA_MITDB  # noqa: PLW0603 - evaluate_cnn reads the records again per fold
     mitdb = DATA_MITDB = args.data / "mitdb"
     print(find_records(mitdb).summary())
-    records = load_mitdb(mitdb)  # paced records excluded
+    spec = BeatSpec(leads=args.leads)
+    records = load_mitdb(mitdb, spec=spec)  # paced records excluded
     leads = sorted({(r.record, r.lead) for r in records})
     print("leads:", ", ".join(f"{rec}:{lead}" for rec, lead in leads))
     data = BeatDataset.from_records(records)
@@ -194,13 +204,15 @@ def main() -> None:
     )
 
     t_base = time.perf_counter()
-    result = evaluate_folds(data, folds, seed=args.seed, n_jobs=args.jobs)
+    result = evaluate_folds(  # the baselines read lead II's row, as before rule 9
+        BeatDataset(data.features[:, spec.primary_columns], data.aami, data.record,
+                    data.r_samples), folds, seed=args.seed, n_jobs=args.jobs)
     t_base = time.perf_counter() - t_base
     t_cnn = 0.0
     if not args.no_cnn:
         t_cnn = time.perf_counter()
         cnn = evaluate_cnn(data, folds, seed=args.seed, epochs=args.cnn_epochs,
-                           scores_out=args.scores)
+                           scores_out=args.scores, spec=spec)
         t_cnn = time.perf_counter() - t_cnn
         for fold, extra in zip(result["folds"], cnn["folds"], strict=True):
             fold["metrics"].update(extra.pop("metrics"))

@@ -106,6 +106,7 @@ from firmware_bridge.frames import PROTOCOL_VERSION
 from models.beat_classifier import COMPONENT as BEAT_COMPONENT
 from models.beat_classifier import NOVELTY as BEAT_NOVELTY
 from models.beat_classifier import TREES as BEAT_TREES
+from models.beat_classifier import TREES_TWO_LEADS as BEAT_TREES_TWO_LEADS
 from models.beat_classifier import BeatClassifier, BeatClassifierError
 from models.beats import BEAT_SPEC_VERSIONS
 from models.bundle import Bundle, BundleError, bundle_location, load_bundle
@@ -310,6 +311,8 @@ def beat_classifier(bundle: Bundle) -> BeatClassifier | None:
         return BeatClassifier.from_bundle(m.extra, m.thresholds, bundle.components[BEAT_COMPONENT],
                                           novelty=bundle.components.get(BEAT_NOVELTY),
                                           trees=bundle.components.get(BEAT_TREES),
+                                          trees_two_leads=bundle.components.get(
+                                              BEAT_TREES_TWO_LEADS),
                                           version=bundle.version)
     except BeatClassifierError as exc:
         raise _refuse(str(exc)) from exc

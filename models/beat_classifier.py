@@ -63,12 +63,14 @@ __all__ = [
     "ROW_KIND",
     "TREES",
     "TREES_KIND",
+    "TREES_TWO_LEADS",
     "BeatClassifier",
     "BeatClassifierError",
     "BeatInput",
     "RowModel",
     "reconstruction_mse",
     "scale_rows",
+    "tree_probabilities",
 ]
 
 COMPONENT: Final = "beat_classifier"
@@ -81,6 +83,9 @@ TREES: Final = "beat_trees"
 """Component name of the gradient-boosted trees (optional)."""
 TREES_KIND: Final = "gbdt"
 """Loader kind of the trees: `models.gbdt.GradientBoostedTrees`."""
+TREES_TWO_LEADS: Final = "beat_trees_two_leads"
+"""Component name of the trees on both leads' rows (optional; a two-lead spec: beats with a
+chest lead use them, beats without it `TREES`)."""
 CLASS_NAMES: Final = ("N", "S", "V", "F")
 THRESHOLD_KEYS: Final = ("beat.v", "beat.s", "beat.f")
 NOVELTY_KEY: Final = "beat.novelty_mse"
@@ -169,7 +174,7 @@ class BeatClassifier:
     def __init__(
         self, spec: BeatSpec, scaling: BeatInput, model: RowModel, thresholds: Mapping[str, float],
         *, novelty: RowModel | None = None, trees: GradientBoostedTrees | None = None,
-        version: str = "",
+        trees_two_leads: GradientBoostedTrees | None = None, version: str = "",
     ) -> None:
         if model.n_inputs != spec.network_columns.stop:
             raise BeatClassifierError(
@@ -185,13 +190,20 @@ class BeatClassifier:
             t = thresholds.get(key)
             if t is None or not 0.0 < t < 1.0:
                 raise BeatClassifierError(f"thresholds.{key} must be in (0, 1), got {t!r}")
-        if trees is not None and (trees.n_features != spec.n_features
-                                  or trees.n_classes != len(CLASS_NAMES)):
+        n_first = int(spec.primary_columns.stop)
+        for name, model_, n in ((TREES, trees, n_first),
+                                (TREES_TWO_LEADS, trees_two_leads, spec.n_features)):
+            if model_ is not None and (model_.n_features != n
+                                       or model_.n_classes != len(CLASS_NAMES)):
+                raise BeatClassifierError(
+                    f"{name}: takes {model_.n_features} features into {model_.n_classes} "
+                    f"classes; the beat spec gives it {n} features, the classes are "
+                    f"{len(CLASS_NAMES)} (N, S, V, F)"
+                )
+        if trees_two_leads is not None and (trees is None or spec.leads < 2):
             raise BeatClassifierError(
-                f"{TREES}: takes {trees.n_features} features into {trees.n_classes} classes; "
-                f"the beat spec makes {spec.n_features} features, the classes are "
-                f"{len(CLASS_NAMES)} (N, S, V, F)"
-            )
+                f"{TREES_TWO_LEADS} needs a two-lead beat spec and {TREES} for beats without "
+                "the chest lead")
         if novelty is not None:
             if novelty.model.input_shape != (1, spec.n_points) or \
                     novelty.model.output_shape != (1, spec.n_points):
@@ -208,6 +220,8 @@ class BeatClassifier:
         self.model = model
         self.novelty = novelty
         self.trees = trees
+        self.trees_two_leads = trees_two_leads
+        self._second = spec.second_lead_columns
         self.version = version
         t_irr = thresholds.get(S_IRREGULARITY_KEY)
         if t_irr is not None and not (math.isfinite(t_irr) and t_irr > 0):
@@ -223,7 +237,7 @@ class BeatClassifier:
     @classmethod
     def from_bundle(cls, manifest_extra: Mapping[str, Any], thresholds: Mapping[str, float],
                     component: Any, *, novelty: Any = None, trees: Any = None,
-                    version: str = "") -> BeatClassifier:
+                    trees_two_leads: Any = None, version: str = "") -> BeatClassifier:
         """From a loaded bundle's ``extra`` and thresholds and its `RowModel` components;
         BeatClassifierError names what does not fit."""
         raw = manifest_extra.get("beats")
@@ -232,8 +246,9 @@ class BeatClassifier:
         for name, comp in ((COMPONENT, component), (NOVELTY, novelty)):
             if comp is not None and not isinstance(comp, RowModel):
                 raise BeatClassifierError(f"component {name} must be of kind {ROW_KIND}")
-        if trees is not None and not isinstance(trees, GradientBoostedTrees):
-            raise BeatClassifierError(f"component {TREES} must be of kind {TREES_KIND}")
+        for name, comp in ((TREES, trees), (TREES_TWO_LEADS, trees_two_leads)):
+            if comp is not None and not isinstance(comp, GradientBoostedTrees):
+                raise BeatClassifierError(f"component {name} must be of kind {TREES_KIND}")
         try:
             spec = BeatSpec.from_dict(raw["spec"])
             scaling = BeatInput(
@@ -250,15 +265,22 @@ class BeatClassifier:
         if classes != CLASS_NAMES:
             raise BeatClassifierError(f"extra.beats.classes must be {list(CLASS_NAMES)}")
         return cls(spec, scaling, component, thresholds, novelty=novelty, trees=trees,
-                   version=version)
+                   trees_two_leads=trees_two_leads, version=version)
 
     def probabilities(self, rows: NDArray[np.floating[Any]]) -> NDArray[np.float32]:
         """(n, 4) P(N, S, V, F) of raw `models.beats` rows (module docstring)."""
         p = self.model.score(self.scaling(rows))
         if self.trees is None:
             return p
-        q = self.trees.predict_proba(_as_rows(rows))
-        return (0.5 * (p.astype(np.float64) + q)).astype(np.float32)
+        return (0.5 * (p.astype(np.float64) + self.tree_probabilities(rows))).astype(np.float32)
+
+    def tree_probabilities(self, rows: NDArray[np.floating[Any]]) -> NDArray[np.float64]:
+        """(n, 4) the trees' P(N, S, V, F): the two-lead trees where a row's chest-lead block
+        is finite and the bundle has them, the one-lead trees on the first lead's columns
+        elsewhere (`models.beats` rule 9)."""
+        if self.trees is None:
+            raise BeatClassifierError(f"this beat model has no {TREES}")
+        return tree_probabilities(self.spec, self.trees, self.trees_two_leads, rows)
 
     def novelty_mse(self, rows: NDArray[np.floating[Any]]) -> NDArray[np.float64]:
         """(n,) reconstruction MSE of the rows' shape windows; NaN without a novelty model."""
@@ -301,6 +323,25 @@ class BeatClassifier:
         x = _as_rows(row)
         p = self.probabilities(x)[0]
         return self.label(p, float(self.novelty_mse(x)[0]), float(self.irregularity(x)[0])), p
+
+
+def tree_probabilities(spec: BeatSpec, trees: GradientBoostedTrees,
+                       trees_two_leads: GradientBoostedTrees | None,
+                       rows: NDArray[np.floating[Any]]) -> NDArray[np.float64]:
+    """`BeatClassifier.tree_probabilities` for trees not (yet) in a classifier (training sets
+    thresholds with it)."""
+    x = _as_rows(rows)
+    first = x[:, spec.primary_columns]
+    second = spec.second_lead_columns
+    if trees_two_leads is None or second is None:
+        return trees.predict_proba(first)
+    both = np.all(np.isfinite(x[:, second]), axis=1)
+    q = np.empty((x.shape[0], len(CLASS_NAMES)))
+    if both.any():
+        q[both] = trees_two_leads.predict_proba(x[both])
+    if not both.all():
+        q[~both] = trees.predict_proba(first[~both])
+    return q
 
 
 def _as_rows(rows: NDArray[np.floating[Any]]) -> NDArray[np.float64]:

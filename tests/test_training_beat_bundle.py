@@ -15,8 +15,13 @@ pytest.importorskip("tensorflow", reason="tensorflow-cpu is in vigil[train]")
 
 from edge.config import parse_config
 from edge.learned import load_learned
-from models.beat_classifier import COMPONENT, BeatClassifier, BeatClassifierError
-from models.beats import CONTEXT_FEATURE_NAMES, DEFAULT_SPEC
+from models.beat_classifier import (
+    COMPONENT,
+    TREES_TWO_LEADS,
+    BeatClassifier,
+    BeatClassifierError,
+)
+from models.beats import CONTEXT_FEATURE_NAMES, DEFAULT_SPEC, BeatSpec
 from models.bundle import load_bundle, packaged_bundle
 from training.beat_bundle import (
     GOLDEN_PER_CLASS,
@@ -183,3 +188,39 @@ def test_ecg_cli_fit_writes_a_loadable_bundle_and_refuses_bad_input(tmp_path: Pa
                      str(tmp_path / "d"), "--records", "119"]) == 1
     assert not (tmp_path / "c").exists()
     assert not (tmp_path / "d").exists()
+
+
+def test_a_two_lead_beat_model_reads_the_chest_lead_where_a_beat_has_it(tmp_path: Path) -> None:
+    """Rule 9 end to end: records cut with lead II and V1, trees on both leads' rows and on
+    lead II's alone, both in the bundle with golden vectors; the edge's classifier uses the
+    two-lead trees for a beat with a chest-lead block and the lead II trees without one."""
+    spec = BeatSpec(leads=2)
+    records = load_mitdb(shared_data_dir("mitdb"), RECORDS, spec=spec)
+    assert {r.lead for r in records} == {"MLII+V1"}
+    art = fit_beat_model(records, seed=0, epochs=1, members=1, spec=spec, **TINY)
+    assert art.trees is not None
+    assert art.trees_two_leads is not None
+    assert art.trees.n_features == spec.primary_columns.stop
+    assert art.trees_two_leads.n_features == spec.n_features
+    out = add_beat_model(packaged_bundle(), tmp_path / "b", art, version="v-two")
+    bundle = load_bundle(out)  # both trees' golden vectors checked by the device's loader
+    assert bundle.manifest.requires["beat_spec_version"] == 4
+    assert bundle.manifest.components[TREES_TWO_LEADS]["kind"] == "gbdt"
+    config = parse_config({"beds": [{"id": "bed1", "serial": "/dev/null"}],
+                           "ecg": {"enabled": True}, "model": {"bundle": str(out)}})
+    clf = load_learned(config).beats
+    assert clf is not None
+    assert clf.spec == spec
+    block = spec.second_lead_columns
+    assert block is not None
+    rows = art.trees_golden_input
+    lead_ii = rows.copy()
+    lead_ii[1::2, block] = np.nan  # every other beat without its chest lead
+    got = clf.tree_probabilities(lead_ii)
+    np.testing.assert_array_equal(got[::2], art.trees_two_leads.predict_proba(rows[::2]))
+    np.testing.assert_array_equal(
+        got[1::2], art.trees.predict_proba(rows[1::2, spec.primary_columns]))
+    assert clf.classify(lead_ii[1])[0] in {"N", "S", "V", "F", "Q"}
+    with pytest.raises(BeatClassifierError, match=TREES_TWO_LEADS):
+        BeatClassifier(DEFAULT_SPEC, art.scaling, art.runner(tmp_path), art.thresholds,
+                       trees=art.trees, trees_two_leads=art.trees_two_leads)

@@ -57,12 +57,14 @@ from models.beat_classifier import (
     S_IRREGULARITY_KEY,
     TREES,
     TREES_KIND,
+    TREES_TWO_LEADS,
     BeatClassifier,
     BeatInput,
     RowModel,
     reconstruction_mse,
+    tree_probabilities,
 )
-from models.beats import AAMI_CLASSES, DEFAULT_SPEC
+from models.beats import AAMI_CLASSES, DEFAULT_SPEC, BeatSpec
 from models.bundle import GOLDEN_FILE, MANIFEST_FILE, load_bundle
 from models.gbdt import GradientBoostedTrees
 from training.beat_eval import FoldScores, lightgbm_fit, scores_from_probs
@@ -136,6 +138,10 @@ class BeatModelArtifacts:
     metrics: dict[str, Any]
     trained: TrainedBeatModel
     training_data: dict[str, Any] = field(default_factory=dict)
+    spec: BeatSpec = DEFAULT_SPEC
+    trees_two_leads: GradientBoostedTrees | None = None
+    """Trees on both leads' rows (a two-lead spec); ``trees`` then read the first lead's."""
+    trees_two_leads_golden_output: NDArray[np.float64] | None = None
 
     def runner(self, directory: Path, component: str = COMPONENT) -> RowModel:
         """An int8 network through the device's loader (written into ``directory``)."""
@@ -149,9 +155,10 @@ class BeatModelArtifacts:
         the trees' unless ``trees`` is False) and novelty MSE through its loaders, and its
         decisions (`BeatClassifier.label`: the thresholds, the novelty rule)."""
         with tempfile.TemporaryDirectory(prefix="vigil-beat-") as tmp:
-            clf = BeatClassifier(DEFAULT_SPEC, self.scaling, self.runner(Path(tmp)),
+            clf = BeatClassifier(self.spec, self.scaling, self.runner(Path(tmp)),
                                  self.thresholds, novelty=self.runner(Path(tmp), NOVELTY),
-                                 trees=self.trees if trees else None)
+                                 trees=self.trees if trees else None,
+                                 trees_two_leads=self.trees_two_leads if trees else None)
             p = clf.probabilities(features).astype(np.float64)
             return _device_scores(clf, p, clf.novelty_mse(features), features)
 
@@ -198,16 +205,22 @@ def _device_scores(
 def fit_beat_model(
     records: Sequence[RecordBeats], *, seed: int = 0, epochs: int = 8,
     members: int = ENSEMBLE_MEMBERS, trees: bool = True, tree_jobs: int = 2,
-    **train_kwargs: Any,
+    spec: BeatSpec = DEFAULT_SPEC, **train_kwargs: Any,
 ) -> BeatModelArtifacts:
     """Train on every usable N/S/V/F beat of ``records`` (module docstring): an ensemble of
     ``members`` networks (`training.beat_model.train_ensemble`) and, with ``trees``, LightGBM
     on the fitting records' full rows (the validation records stay unseen by both, so the
     thresholds are set on patients neither model was fitted on); ``train_kwargs`` go to
-    `training.beat_model.train_fold` (tests train a tiny network)."""
+    `training.beat_model.train_fold` (tests train a tiny network). ``spec``: what the
+    records' rows were cut by; with two leads a second tree model is fitted on the fitting
+    beats that have the chest lead, and the first one on the first lead's columns
+    (`models.beat_classifier.tree_probabilities` picks per beat)."""
     if any(rb.paced for rb in records):
         raise ValueError("paced records are left out of beat model training (AAMI EC57)")
     data = BeatDataset.from_records(records)
+    if data.features.shape[1] != spec.n_features:
+        raise ValueError(f"the records' rows have {data.features.shape[1]} columns, the beat "
+                         f"spec {spec.n_features}")
     trained = train_ensemble(data, members=members, seed=seed, epochs=epochs, **train_kwargs)
     rng = np.random.default_rng(seed)
     fit_rows = ~np.isin(data.record, trained.val_records)
@@ -219,20 +232,25 @@ def fit_beat_model(
     ae = train_novelty(data.features[fit_rows][:, windows], val.features[:, windows], seed=seed,
                        epochs=max(epochs, 2))
     ae_tflite = novelty_int8(ae, data.features[np.sort(pick)][:, windows])
-    gbm = (lightgbm_fit(data.features[fit_rows], data.aami[fit_rows], seed=seed, n_jobs=tree_jobs)
-           if trees else None)
+    first = spec.primary_columns
+    gbm, gbm2 = _fit_trees(data, fit_rows, spec, seed=seed, n_jobs=tree_jobs) if trees \
+        else (None, None)
     tree_model = None if gbm is None else export_lightgbm(gbm)
+    tree_model2 = None if gbm2 is None else export_lightgbm(gbm2)
     with tempfile.TemporaryDirectory(prefix="vigil-beat-") as tmp:
         path = Path(tmp) / "beat.tflite"
         path.write_bytes(tflite)
         runner = RowModel(path)
         p_val = predict_tflite(runner, trained.scaler, val.features)
         if tree_model is not None:
-            p_val = 0.5 * (p_val + tree_model.predict_proba(val.features.astype(np.float64)))
+            p_val = 0.5 * (p_val + tree_probabilities(spec, tree_model, tree_model2,
+                                                      val.features))
         golden_rows = _golden_rows(val, rng)
         golden_full = val.features[golden_rows].astype(np.float64)
         golden_trees = (np.zeros((0, len(CLASS_NAMES))) if gbm is None
-                        else np.asarray(gbm.predict(golden_full), dtype=np.float64))
+                        else np.asarray(gbm.predict(golden_full[:, first]), dtype=np.float64))
+        golden_trees2 = (None if gbm2 is None
+                         else np.asarray(gbm2.predict(golden_full), dtype=np.float64))
         golden_in = trained.scaler(val.features[golden_rows])
         golden_out = runner.score(golden_in)
         ae_path = Path(tmp) / "novelty.tflite"
@@ -248,8 +266,8 @@ def fit_beat_model(
         }
         thresholds[NOVELTY_KEY] = round(float(np.quantile(val_mse, NOVELTY_QUANTILE)), 6)
         thresholds[S_IRREGULARITY_KEY] = S_MAX_IRREGULARITY
-        clf = BeatClassifier(DEFAULT_SPEC, trained.scaler, runner, thresholds,
-                             novelty=ae_runner, trees=tree_model)
+        clf = BeatClassifier(spec, trained.scaler, runner, thresholds,
+                             novelty=ae_runner, trees=tree_model, trees_two_leads=tree_model2)
         scores = _device_scores(clf, p_val, val_mse, val.features).scores
     figures = {k: round(float(x), 4) for k, x in beat_metrics(val.aami, scores).items()}
     counts = data.counts()
@@ -266,8 +284,12 @@ def fit_beat_model(
         novelty_golden_output=novelty_golden,
         trees_golden_input=golden_full,
         trees_golden_output=golden_trees,
+        spec=spec,
+        trees_two_leads=tree_model2,
+        trees_two_leads_golden_output=golden_trees2,
         metrics={"validation_records": trained.val_records, "epochs_run": trained.epochs_run,
                  "members": members, "trees": tree_model is not None,
+                 "leads": spec.leads,
                  "int8_at_thresholds": figures,
                  "note": "validation records only (early stopping and thresholds); the "
                          "cross-patient figures are benchmarks/beat_classification.py's"},
@@ -276,6 +298,21 @@ def fit_beat_model(
                        "beats": {k: n for k, n in counts.items() if n},
                        "source": "MIT-BIH Arrhythmia Database (PhysioNet, ODC-By 1.0)"},
     )
+
+
+def _fit_trees(data: BeatDataset, fit_rows: NDArray[np.bool_], spec: BeatSpec, *, seed: int,
+               n_jobs: int) -> tuple[Any, Any]:
+    """LightGBM on the fitting rows' first-lead columns, and with a two-lead spec a second
+    one on the whole rows of the fitting beats that have the chest lead (None otherwise)."""
+    gbm = lightgbm_fit(data.features[fit_rows][:, spec.primary_columns], data.aami[fit_rows],
+                       seed=seed, n_jobs=n_jobs)
+    second = spec.second_lead_columns
+    if second is None:
+        return gbm, None
+    both = fit_rows & np.all(np.isfinite(data.features[:, second]), axis=1)
+    if not np.any(both):
+        return gbm, None
+    return gbm, lightgbm_fit(data.features[both], data.aami[both], seed=seed, n_jobs=n_jobs)
 
 
 def _golden_rows(val: BeatDataset, rng: np.random.Generator) -> NDArray[np.int64]:
@@ -300,7 +337,7 @@ def add_beat_model(
     raw = json.loads((src / MANIFEST_FILE).read_text(encoding="utf-8"))
     with np.load(src / GOLDEN_FILE, allow_pickle=False) as g:
         golden_arrays = {k: g[k] for k in g.files}
-    ours = (COMPONENT, NOVELTY, TREES)
+    ours = (COMPONENT, NOVELTY, TREES, TREES_TWO_LEADS)
     components = {
         name: ComponentFile(c["kind"], src / c["file"], c["file"])
         for name, c in raw["components"].items() if name not in ours
@@ -322,10 +359,17 @@ def add_beat_model(
             trees_path = Path(tmp) / f"{TREES}.npz"
             art.trees.save(trees_path)
             components[TREES] = ComponentFile(TREES_KIND, trees_path, trees_path.name)
-            golden[TREES] = Golden(art.trees_golden_input, art.trees_golden_output,
-                                   TREES_GOLDEN_ATOL)
+            golden[TREES] = Golden(art.trees_golden_input[:, art.spec.primary_columns],
+                                   art.trees_golden_output, TREES_GOLDEN_ATOL)
+        if art.trees_two_leads is not None and art.trees_two_leads_golden_output is not None:
+            two_path = Path(tmp) / f"{TREES_TWO_LEADS}.npz"
+            art.trees_two_leads.save(two_path)
+            components[TREES_TWO_LEADS] = ComponentFile(TREES_KIND, two_path, two_path.name)
+            golden[TREES_TWO_LEADS] = Golden(art.trees_golden_input,
+                                             art.trees_two_leads_golden_output,
+                                             TREES_GOLDEN_ATOL)
         extra = {**raw.get("extra", {}), "beats": {
-            "spec": DEFAULT_SPEC.to_dict(),
+            "spec": art.spec.to_dict(),
             "rr_mean": [float(v) for v in art.scaling.rr_mean],
             "rr_std": [float(v) for v in art.scaling.rr_std],
             "rr_clip": art.scaling.clip,

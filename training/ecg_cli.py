@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from models.beats import BeatSpec
 from training.ecg_data import (
     PACED_RECORDS,
     BeatDataset,
@@ -66,7 +67,14 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--epochs", type=int, default=8, help="maximum training epochs")
         p.add_argument("--members", type=int, default=3, help="networks averaged (>= 1)")
         p.add_argument("--seed", type=int, default=0, help="seed of every random step")
+        p.add_argument("--leads", type=int, choices=(1, 2), default=2,
+                       help="1: lead II (MLII) only; 2 (default): also the chest lead (V1 to "
+                            "V6) where a record has one (models/beats.py rule 9)")
     return ap
+
+
+def _spec(args: argparse.Namespace) -> BeatSpec:
+    return BeatSpec(leads=args.leads)
 
 
 def _usable(names: list[str]) -> list[str]:
@@ -88,9 +96,12 @@ def _fit(args: argparse.Namespace) -> int:
         print("vigil-train ecg fit: need at least two non-paced annotated records "
               "(one is held out for validation)", file=sys.stderr)
         return _EXIT_FAILED
-    records = load_mitdb(args.data, names)
-    print(f"training on {len(names)} record(s): {' '.join(names)}")
-    art = fit_beat_model(records, seed=args.seed, epochs=args.epochs, members=args.members)
+    spec = _spec(args)
+    records = load_mitdb(args.data, names, spec=spec)
+    print(f"training on {len(names)} record(s): {' '.join(names)}; leads "
+          f"{', '.join(sorted({r.lead for r in records}))}")
+    art = fit_beat_model(records, seed=args.seed, epochs=args.epochs, members=args.members,
+                         spec=spec)
     try:
         out = add_beat_model(args.bundle, args.out, art, version=args.version)
     except (BundleError, FileExistsError) as exc:
@@ -136,15 +147,16 @@ def _evaluate(args: argparse.Namespace) -> int:
         return _EXIT_FAILED
     print(f"evaluation: {how}")
     used = sorted({r for tr, te in splits for r in tr + te})
-    data = BeatDataset.from_records(load_mitdb(args.data, used))
+    spec = _spec(args)
+    data = BeatDataset.from_records(load_mitdb(args.data, used, spec=spec))
     scores: dict[str, list[FoldScores]] = {"beat_model": [], "lightgbm": []}
     labels = []
     report: dict[str, Any] = {"evaluation": how, "splits": []}
     for i, (train_names, test_names) in enumerate(splits):
         t0 = time.perf_counter()
         train, test = data.subset(train_names), data.subset(test_names)
-        art = fit_beat_model(load_mitdb(args.data, train_names), seed=args.seed + i,
-                             epochs=args.epochs, members=args.members)
+        art = fit_beat_model(load_mitdb(args.data, train_names, spec=spec), seed=args.seed + i,
+                             epochs=args.epochs, members=args.members, spec=spec)
         scores["beat_model"].append(art.on_device(test.features).scores)  # as the edge runs it
         scores["lightgbm"].append(
             scores_from_probs(lightgbm_probs(train, test, seed=args.seed + i, n_jobs=2)))

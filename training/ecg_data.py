@@ -111,9 +111,31 @@ class RecordBeats:
         return {c: int(np.sum(self.aami == k)) for k, c in enumerate(AAMI_CLASSES)}
 
 
+CHEST_LEADS: Final = ("V1", "V2", "V3", "V4", "V5", "V6")
+"""Lead names a two-lead beat spec takes as its chest lead (`models.beats` rule 9)."""
+
+
+def chest_lead(path: str | Path, primary: str) -> tuple[str, NDArray[np.float64]] | None:
+    """The record's chest lead (name, mV) other than ``primary``, the first in `CHEST_LEADS`
+    order; None when it has none (MIT-BIH 102 and 104 have V5 and V2 but no MLII: their
+    primary lead is already a chest lead)."""
+    import wfdb  # noqa: PLC0415
+
+    base = Path(path)
+    names = [str(n) for n in wfdb.rdheader(str(base)).sig_name]
+    if primary in CHEST_LEADS:
+        return None
+    name = next((n for n in CHEST_LEADS if n in names), None)
+    if name is None:
+        return None
+    rec = wfdb.rdrecord(str(base), channels=[names.index(name)])
+    return name, np.asarray(rec.p_signal[:, 0], dtype=np.float64)
+
+
 def load_mitdb_record(path: str | Path, spec: BeatSpec = DEFAULT_SPEC) -> RecordBeats:
     """One WFDB record with its ``.atr`` reference annotation (``path`` without extension),
-    read by `training.qrs_score.load_ecg_record` (MLII where the header has it, else lead 0)."""
+    read by `training.qrs_score.load_ecg_record` (MLII where the header has it, else lead 0);
+    with a two-lead spec also its chest lead (`chest_lead`; NaN blocks without one)."""
     path = Path(path)
     ecg = load_ecg_record(path)
     symbols, samples = ecg.symbols, ecg.beats
@@ -122,12 +144,15 @@ def load_mitdb_record(path: str | Path, spec: BeatSpec = DEFAULT_SPEC) -> Record
     symbols, samples = symbols[keep], samples[keep]
     signal = np.nan_to_num(ecg.signal_mv)
     fs = ecg.fs_hz
-    features, usable = beat_features(signal, samples, fs, spec)
+    chest = chest_lead(path, ecg.lead) if spec.leads > 1 else None
+    lead = ecg.lead if chest is None else f"{ecg.lead}+{chest[0]}"
+    features, usable = beat_features(signal, samples, fs, spec,
+                                     None if chest is None else np.nan_to_num(chest[1]))
     name = path.name
     return RecordBeats(
         record=name,
         patient=patient_id(name, path.parent.name),
-        lead=ecg.lead,
+        lead=lead,
         fs=fs,
         r_samples=samples,
         symbols=symbols,
