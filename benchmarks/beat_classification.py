@@ -1,13 +1,16 @@
 """Beat classification, patient-wise: the CNN beat model beside LightGBM, kNN, kNN distance,
 IsolationForest.
 
-Data: the MIT-BIH records in DATA/mitdb (here the 22 non-paced records, which are exactly
-de Chazal's DS1; the paced 102, 104, 107, 217 are excluded as is customary), MLII lead
-(V5 where a record has none), reference beats with AAMI classes, Q beats left out. Features:
-`models.beats` (128-point shape window + 6 RR features). Leave-records-out folds
+Data: the MIT-BIH records in DATA/mitdb (here the 22 non-paced records, which are exactly de
+Chazal's DS1; the paced 102, 104, 107, 217 are excluded as is customary), MLII lead (V5 where a
+record has none) and, with ``--leads 2`` (the default, as shipped), the chest lead V1 (V5 in
+114, V4 in 124) for the beat model's two-lead trees (`models.beats` rule 9; ``shipped_lead_ii``
+is the same fitted model on the same beats with the chest lead removed, as on a board without
+one); reference beats with AAMI classes, Q beats left out. Features: `models.beats` rows; the
+kNN, IsolationForest and LightGBM baselines read lead II's row. Leave-records-out folds
 (`training.ecg_data.record_folds`, default 5), every model on the same folds in this run;
-metrics per fold and pooled over all out-of-fold beats (definitions: `training.beat_eval`).
-The CNN (`training.beat_model`, issue 8) is trained on the same folds in the same run (early
+metrics per fold and pooled over all out-of-fold beats (definitions: `training.beat_eval`). The
+CNN (`training.beat_model`, issue 8) is trained on the same folds in the same run (early
 stopping on training records only), scored as float Keras (``cnn_float``) and as the full-int8
 TFLite model run beat by beat through the device adapter (``cnn_int8``), with the int8-vs-float
 AUROC drop per fold and pooled (export target: <= 0.005). ECG5000 is benchmarks/ecg5000.py.

@@ -7,6 +7,9 @@ ECG ring receives a record in 200 ms chunks, as the board sends them; one `updat
 of signal, as the runtime calls it; one thread. Measured against, in the same run on the same
 samples:
 
+The board sends lead II and the record's chest lead (V1; V5 in 114, V4 in 124), which the
+shipped two-lead beat model reads (`models.beats` rule 9).
+
 - the same head without a beat model (what it costs to class every beat);
 - the streaming QRS detector alone (`models.qrs.QrsDetector` fed the same chunks), the part of
   the head that touches every sample;
@@ -35,29 +38,37 @@ from firmware_bridge.frames import WaveformChannel, WaveformFrame
 from models.beat_classifier import BeatClassifier
 from models.bundle import load_bundle, packaged_bundle
 from models.qrs import QrsDetector
+from training.ecg_data import chest_lead
 from training.qrs_score import load_ecg_record
 
 _CHUNK_S = 0.2
 _GAIN = 200.0  # counts per mV, as MIT-BIH's ADC
 
 
-def _frames(signal_mv: np.ndarray, fs: int) -> list[WaveformFrame]:
+def _frames(signal_mv: np.ndarray, fs: int,
+            channel: WaveformChannel = WaveformChannel.ECG_II) -> list[WaveformFrame]:
     n = int(_CHUNK_S * fs)
     counts = np.clip(np.round(np.nan_to_num(signal_mv) * _GAIN), -32768, 32767).astype(int)
-    return [WaveformFrame(channel=WaveformChannel.ECG_II, rate_hz=fs, gain=_GAIN, baseline=0,
+    return [WaveformFrame(channel=channel, rate_hz=fs, gain=_GAIN, baseline=0,
                           first_sample=i, samples=tuple(counts[i:i + n].tolist()))
             for i in range(0, counts.size, n)]
 
 
-def _head(frames: list[WaveformFrame], fs: int,
+def _per_chunk(*leads: list[WaveformFrame]) -> list[list[WaveformFrame]]:
+    """Each chunk's frames, lead II first, as a board sends them."""
+    return [list(chunk) for chunk in zip(*leads, strict=True)]
+
+
+def _head(chunks: list[list[WaveformFrame]], fs: int,
           classifier: BeatClassifier | None) -> tuple[float, int]:
     """Seconds to run the head over the record, beats found (frames applied outside)."""
     bed = BedState("bed", now=0.0, vitals_history_s=60, waveform_history_s=30)
     det = EcgDetector(classifier=classifier)
     per_s = round(1.0 / _CHUNK_S)
     spent = 0.0
-    for k, frame in enumerate(frames):
-        bed.apply(frame, k * _CHUNK_S)
+    for k, chunk in enumerate(chunks):
+        for frame in chunk:
+            bed.apply(frame, k * _CHUNK_S)
         if (k + 1) % per_s == 0:
             t0 = time.perf_counter()
             det.update(bed, (k + 1) * _CHUNK_S)
@@ -104,9 +115,12 @@ def main() -> int:
         rec = load_ecg_record(mitdb / name)
         fs = int(rec.fs_hz)
         duration = rec.signal_mv.size / fs
-        frames = _frames(rec.signal_mv, fs)
-        head_s, beats = _head(frames, fs, classifier)
-        bare_s, _ = _head(frames, fs, None)
+        lead_ii = _frames(rec.signal_mv, fs)
+        chest = chest_lead(mitdb / name, rec.lead)
+        both = lead_ii if chest is None else _frames(chest[1], fs, WaveformChannel.ECG_V)
+        head_s, beats = _head(_per_chunk(lead_ii, both) if chest else _per_chunk(lead_ii),
+                              fs, classifier)
+        bare_s, _ = _head(_per_chunk(lead_ii), fs, None)
         bare.append(duration / bare_s)
         qrs_s = _qrs_alone(rec.signal_mv, fs)
         nk_s = _neurokit(rec.signal_mv, fs)

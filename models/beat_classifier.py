@@ -10,6 +10,11 @@ scaling constants, the output class names) and the thresholds ``beat.v``, ``beat
 module is the one place that turns a feature row into the models' inputs, so training and
 device cannot scale differently.
 
+Two leads (beat spec 4, `models.beats` rule 9): the network reads lead II's columns; the
+bundle's `TREES_TWO_LEADS` read the whole row and score every beat whose chest-lead block is
+finite, `TREES` (lead II's row) the others, so a board without a chest lead, or a beat whose
+chest-lead samples were lost, is classed as by a one-lead model (`tree_probabilities`).
+
 Probabilities: the network's, or with trees the mean of the network's and the trees'. The two
 rank beats differently (the network sees the waveform, the trees the context scalars of beat
 spec 3); on the 22 non-paced MIT-BIH records (5 patient-wise folds, out of fold, EC57) V Se /

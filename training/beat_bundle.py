@@ -4,7 +4,9 @@
 non-paced MIT-BIH records: DS1 on a full database), converts it to full int8, fits LightGBM
 trees on the same fitting records' whole feature rows (beat spec 3's context scalars
 included; `training.beat_eval.lightgbm_fit`, exported to `models.gbdt` for the device, whose
-probabilities are averaged with the network's) and sets the decision thresholds
+probabilities are averaged with the network's; with a two-lead spec, `models.beats` rule 9,
+a second tree model on both leads' rows for the beats that have the chest lead, the first one
+then reading lead II's columns) and sets the decision thresholds
 ``beat.v``, ``beat.s`` and ``beat.f`` (`models.beat_classifier`): F's is tuned on the
 *validation records* the training held out for early stopping (beats of patients neither
 the fitted weights nor the trees saw, probabilities through the device's loaders); V's and
