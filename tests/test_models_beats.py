@@ -154,23 +154,32 @@ def _random_beats(seed: int, fs: float, seconds: float) -> tuple[np.ndarray, np.
     return x, np.round(r_times * fs).astype(np.int64)
 
 
-@pytest.mark.parametrize(("seed", "fs"), [(0, 360.0), (1, 125.0), (2, 250.0), (3, 500.0)])
-def test_streaming_equals_batch_bit_for_bit(seed: int, fs: float) -> None:
-    x, r = _random_beats(seed, fs, 60.0)
-    batch, usable = beat_features(x, r, fs)
-    rng = np.random.default_rng(seed + 100)
-    stream = BeatStream(fs)
-    out = []
+def _stream_rows(stream: BeatStream, x: np.ndarray, r: np.ndarray, x2: np.ndarray | None,
+                 seed: int) -> list:
+    """Feed ``stream`` in random chunks (second lead alongside), R peaks reported late (as
+    the QRS detector reports them)."""
+    rng = np.random.default_rng(seed)
+    fs = stream.fs
+    out: list = []
     pos, next_r = 0, 0
-    delay = int(rng.integers(0, int(0.2 * fs)))  # the QRS detector reports R late
+    delay = int(rng.integers(0, int(0.2 * fs)))
     while pos < x.size:
         end = min(x.size, pos + int(rng.integers(1, int(0.7 * fs))))
         peaks = []
         while next_r < r.size and r[next_r] + delay < end:
             peaks.append(int(r[next_r]))
             next_r += 1
-        out += stream.push(x[pos:end], peaks)
+        out += stream.push(x[pos:end], peaks, None if x2 is None else x2[pos:end])
         pos = end
+    return out
+
+
+@pytest.mark.parametrize(("seed", "fs"), [(0, 360.0), (1, 125.0), (2, 250.0), (3, 500.0)])
+def test_streaming_equals_batch_bit_for_bit(seed: int, fs: float) -> None:
+    x, r = _random_beats(seed, fs, 60.0)
+    batch, usable = beat_features(x, r, fs)
+    stream = BeatStream(fs)
+    out = _stream_rows(stream, x, r, None, seed + 100)
     # Every beat but the first (no previous RR) and the last (no next RR) comes out.
     assert [b.r_sample for b in out] == r[1:-1].tolist()
     for b in out:
@@ -267,25 +276,6 @@ def test_spec_round_trips_and_refuses_another_version() -> None:
         BeatSpec.from_dict({k: v for k, v in spec.to_dict().items() if k != "template_alpha"})
     with pytest.raises(ValueError, match="template_alpha"):
         BeatSpec(template_alpha=0.0)
-
-
-def _stream_rows(stream: BeatStream, x: np.ndarray, r: np.ndarray, x2: np.ndarray | None,
-                 seed: int) -> list:
-    """Feed ``stream`` in random chunks (second lead alongside), R peaks reported late."""
-    rng = np.random.default_rng(seed)
-    fs = stream.fs
-    out: list = []
-    pos, next_r = 0, 0
-    delay = int(rng.integers(0, int(0.2 * fs)))
-    while pos < x.size:
-        end = min(x.size, pos + int(rng.integers(1, int(0.7 * fs))))
-        peaks = []
-        while next_r < r.size and r[next_r] + delay < end:
-            peaks.append(int(r[next_r]))
-            next_r += 1
-        out += stream.push(x[pos:end], peaks, None if x2 is None else x2[pos:end])
-        pos = end
-    return out
 
 
 @pytest.mark.parametrize(("seed", "fs"), [(4, 360.0), (5, 250.0)])
