@@ -70,8 +70,9 @@ bench: $(TEST_STAMP)
 # change and no run-to-run noise; ONEDNN_MAX_CPU_ISA=AVX / SSE41 alone move the autoencoder's
 # test AUROC over 0.775-0.810, wider than the grid's own gaps, so neither model is the better
 # one. Only the second step was rerun, on top of the earlier bundle (byte-reproducible here),
-# last on 2026-12-08 for beat spec 3 (networks + trees: `vigil-train ecg fit --seed 0 --data
-# ../shared/data/mitdb --bundle models/bundles/default --out NEW --version <same version>`).
+# last on 2026-12-08 for the two-lead beat model (beat spec 4: networks on lead II, trees on
+# lead II and on both leads: `vigil-train ecg fit --seed 0 --data ../shared/data/mitdb
+# --bundle models/bundles/default --out NEW --version <same version>`; --leads 2 is the default).
 # Open: pin the ISA (ONEDNN_MAX_CPU_ISA) and record CPU and library versions in the manifest;
 # the int8 forecaster's bytes can differ between identical trainings (same outputs).
 BUNDLE_DIR  := models/bundles/default

@@ -248,7 +248,8 @@ def test_committed_default_bundle_loads_and_verifies() -> None:
     # The vitals bundle `vigil-train fit` writes, plus the ECG beat model that `make bundle`
     # adds with `vigil-train ecg fit` (training/beat_bundle.py).
     assert set(b.manifest.components) == COMPONENTS | {"beat_classifier", "beat_novelty",
-                                                       "beat_trees"}
+                                                       "beat_trees", "beat_trees_two_leads"}
+    assert b.manifest.requires["beat_spec_version"] == 4  # lead II and a chest lead
     beat_thresholds = {"beat.v", "beat.s", "beat.f", "beat.novelty_mse", "beat.s_irregularity"}
     assert set(b.manifest.thresholds) == THRESHOLDS | beat_thresholds
     assert b.manifest.training_data["beats"]["records"] == sorted(b.manifest.training_data[
