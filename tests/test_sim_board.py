@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
+from _boards import board_frames
 
 from firmware_bridge.codec import MAX_PACE_PULSES, SYNC, Decoder, encode
 from firmware_bridge.frames import (
@@ -326,13 +327,7 @@ def test_pace_frames_follow_the_ecg_chunk_holding_the_pulses():
 def test_pace_indices_survive_a_rate_change_and_a_reboot():
     pulses = np.arange(0.5, 40.0, 0.8)
     board = _paced_board(pulses, events=[parse_event("board_reset@20:2")])
-    dec = Decoder()
-    frames: list[Frame] = []
-    for t in range(0, 40_001, 100):
-        frames += dec.feed(board.advance(t))
-        if t == 10_000:
-            board.receive(encode(SetRatesFrame(seq=1, ecg_rate_hz=500)))
-    assert dec.stats.errors == 0
+    frames = board_frames(board, 40_000, 100, ecg_rate_at=(10_000, 500))
     first_boot, second_boot = boots(frames)
     change = next(
         f.first_sample
@@ -441,13 +436,7 @@ def test_lead_v_follows_lead_ii_order_lead_off_gaps_and_noise():
 
 def test_set_rates_moves_both_ecg_leads_and_a_reboot_restarts_both():
     board = _two_lead_board([parse_event("board_reset@12:1")])
-    dec = Decoder()
-    frames: list[Frame] = []
-    for t in range(0, 16_001, 100):
-        frames += dec.feed(board.advance(t))
-        if t == 6_000:
-            board.receive(encode(SetRatesFrame(seq=1, ecg_rate_hz=500)))
-    assert dec.stats.errors == 0
+    frames = board_frames(board, 16_000, 100, ecg_rate_at=(6_000, 500))
     assert board.rate_hz(WaveformChannel.ECG_V) == 250  # rebooted: the recorded rate again
     first_boot, second_boot = boots(frames)
     assert any(isinstance(f, AckFrame) and f.result is AckResult.OK for f in first_boot)

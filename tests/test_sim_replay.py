@@ -8,14 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _boards import board_frames
 from _data import shared_data_dir
 
-from firmware_bridge.codec import Decoder, encode
+from firmware_bridge.codec import Decoder
 from firmware_bridge.frames import (
     HelloFrame,
     PaceFrame,
     Sensor,
-    SetRatesFrame,
     StatusFlag,
     StatusFrame,
     VitalsFrame,
@@ -154,13 +154,7 @@ def test_mitdb_fixture_sends_its_precordial_lead_as_ecg_v():
 
 def test_ecg_v_shares_the_ecg_rate_and_counter_across_set_rates_and_reboots():
     board = _board("fixture:mitdb-100", ("board_reset@12:1",))
-    dec = Decoder()
-    frames: list = []
-    for t in range(0, 20_001, 250):
-        frames += dec.feed(board.advance(t))
-        if t == 5_000:
-            board.receive(encode(SetRatesFrame(seq=1, ecg_rate_hz=250)))
-    assert dec.stats.errors == 0
+    frames = board_frames(board, 20_000, 250, ecg_rate_at=(5_000, 250))
     hellos = [i for i, f in enumerate(frames) if isinstance(f, HelloFrame)]
     assert len(hellos) == 2
     first_boot, second_boot = frames[: hellos[1]], frames[hellos[1] :]
@@ -394,13 +388,7 @@ def test_paced_mitdb_record_at_another_board_rate():
     """SET_RATES to 250 Hz at 10 s: indices go on in the same counter at the new rate."""
     path = shared_data_dir("mitdb", "107")
     board = Board(PatientModel(RecordingSource(load_recording(path, max_duration_s=30.0)), seed=1))
-    dec = Decoder()
-    frames: list = []
-    for t in range(0, 30_001, 500):
-        frames += dec.feed(board.advance(t))
-        if t == 10_000:
-            board.receive(encode(SetRatesFrame(seq=1, ecg_rate_hz=250)))
-    assert dec.stats.errors == 0
+    frames = board_frames(board, 30_000, 500, ecg_rate_at=(10_000, 250))
     change = next(f.first_sample for f in frames if getattr(f, "rate_hz", 0) == 250)
     assert change == 3600
     got = np.array(_pace_indices(frames))
