@@ -22,8 +22,8 @@ class-based alarms (runs, VT, frequent PVCs, irregular rhythm) on them are optim
 4 paced records (102, 104, 107, 217) were not trained on. Rates depend on the rules, not
 only on the classifier: the same run without a beat model is the baseline (class-based
 alarms cannot fire there; the others are the same rules), and so is the run with the beat
-model whose board's PACE frames are dropped before the edge (a board without pace-pulse
-detection; only the paced records, whose replay carries pulses, differ).
+model on a board without a pace-pulse detector (`BoardConfig.pace_detector`: no PACE frames,
+no HELLO bit; only the paced records, whose replay carries pulses, differ).
 
 Run: .venv/bin/python benchmarks/rhythm_alarms.py [--data DIR] [--records 201 203 ...]
 """
@@ -31,7 +31,6 @@ Run: .venv/bin/python benchmarks/rhythm_alarms.py [--data DIR] [--records 201 20
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from collections import defaultdict
@@ -47,8 +46,8 @@ from edge.learned import load_learned
 from edge.rhythm import RHYTHM_KINDS
 from edge.runtime import EdgeCore
 from firmware_bridge.codec import Decoder
-from firmware_bridge.frames import HelloFrame, PaceFrame, Sensor
-from firmware_bridge.sim.board import Board
+from firmware_bridge.frames import PaceFrame
+from firmware_bridge.sim.board import Board, BoardConfig
 from firmware_bridge.sim.model import PatientModel
 from firmware_bridge.sim.replay import RecordingSource, load_recording
 from models.beats import BEAT_SYMBOLS
@@ -68,24 +67,19 @@ def _core(with_model: bool) -> EdgeCore:
 
 def replay(path: Path, seconds: float, with_model: bool, *, pace: bool = True,
            pace_frames: list[int] | None = None) -> list[tuple[str, float]]:
-    """(kind, edge s) of every new rhythm alert over the record. ``pace`` False: the board's
-    PACE frames never reach the edge (a board without pace-pulse detection); ``pace_frames``
-    gets the number of PACE frames the board sent appended."""
+    """(kind, edge s) of every new rhythm alert over the record. ``pace`` False: a board
+    without a pace-pulse detector; ``pace_frames`` gets the number of PACE frames the board
+    sent appended."""
     rec = load_recording(path, max_duration_s=seconds)
     core, dec = _core(with_model), Decoder()
-    board = Board(PatientModel(RecordingSource(rec, loop=False), seed=1))
+    board = Board(PatientModel(RecordingSource(rec, loop=False), seed=1),
+                  BoardConfig(pace_detector=pace))
     out: list[tuple[str, float]] = []
     paces = 0
     for t_ms in range(0, int(seconds * 1000) + 1, 200):
         for frame in dec.feed(board.advance(t_ms)):
             paces += isinstance(frame, PaceFrame)
-            if pace:
-                core.on_frame("bed1", frame, t_ms / 1000)
-            elif isinstance(frame, HelloFrame):  # the board tells no pace-pulse detection
-                core.on_frame("bed1", dataclasses.replace(
-                    frame, sensors=frame.sensors & ~Sensor.PACE), t_ms / 1000)
-            elif not isinstance(frame, PaceFrame):
-                core.on_frame("bed1", frame, t_ms / 1000)
+            core.on_frame("bed1", frame, t_ms / 1000)
         if t_ms % 1000 == 0:
             events: list[AlertEvent] = core.evaluate(t_ms / 1000)
             out += [(e.kind, t_ms / 1000) for e in events

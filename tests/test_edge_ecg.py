@@ -22,13 +22,10 @@ from edge.runtime import EdgeCore
 from firmware_bridge.codec import Decoder
 from firmware_bridge.frames import (
     Frame,
-    HelloFrame,
-    PaceFrame,
-    Sensor,
     WaveformChannel,
     WaveformFrame,
 )
-from firmware_bridge.sim.board import Board
+from firmware_bridge.sim.board import Board, BoardConfig
 from firmware_bridge.sim.events import parse_event
 from firmware_bridge.sim.generator import SyntheticPatient
 from firmware_bridge.sim.model import PatientModel
@@ -169,33 +166,23 @@ def _replay(core: EdgeCore, record: str, seconds: int,
             *, pace: bool = True) -> list[AlertEvent]:
     """MIT-BIH ``record`` from ``start_s`` replayed by the simulator's board (int16 on the
     wire, 200 ms chunks) into ``core``; every alert event. ``labels`` collects (R sample,
-    class) of each beat the ECG head classed. ``pace`` False drops the board's PACE frames
-    (a board without pace-pulse detection)."""
+    class) of each beat the ECG head classed. ``pace`` False: a board without a pace-pulse
+    detector."""
     rec = load_recording(shared_data_dir("mitdb", record), start_s=start_s,
                          max_duration_s=float(seconds))
     dec = Decoder()
-    board = Board(PatientModel(RecordingSource(rec, loop=False), seed=1))
+    board = Board(PatientModel(RecordingSource(rec, loop=False), seed=1),
+                  BoardConfig(pace_detector=pace))
     alerts: list[AlertEvent] = []
     for t_ms in range(0, seconds * 1000 + 1, 200):
         for frame in dec.feed(board.advance(t_ms)):
-            kept = frame if pace else _without_pace(frame)
-            if kept is not None:
-                core.on_frame("bed1", kept, t_ms / 1000)
+            core.on_frame("bed1", frame, t_ms / 1000)
         if t_ms % 1000 == 0:
             alerts += core.evaluate(t_ms / 1000)
             st = _ecg(core).state("bed1")
             if labels is not None and st is not None and not hasattr(st.rhythm, "_spy"):
                 _spy_labels(st.rhythm, labels)
     return alerts
-
-
-def _without_pace(frame: Frame) -> Frame | None:
-    """What a board without pace-pulse detection sends: no PACE frame, no PACE bit."""
-    if isinstance(frame, PaceFrame):
-        return None
-    if isinstance(frame, HelloFrame):
-        return dataclasses.replace(frame, sensors=frame.sensors & ~Sensor.PACE)
-    return frame
 
 
 def _spy_labels(rhythm: RhythmMonitor, out: list[tuple[int, str]]) -> None:
@@ -291,8 +278,8 @@ def test_pace_pulses_keep_a_paced_patient_free_of_false_ventricular_alarms() -> 
     """MIT-BIH 217 (paced, with PVCs) from 1040 s, replayed with the board's pace pulses:
     the beats with a pulse are classed P (edge/rhythm.py rule 6), so the shipped beat model
     calling them V raises no ventricular run; the vitals summary counts paced beats. The
-    same 90 s without PACE frames raised 6 false ventricular runs in the full-record
-    benchmark; here at least one (benchmarks/rhythm_alarms.py has the totals)."""
+    same 90 s from a board without a pace detector raise at least one
+    (benchmarks/rhythm_alarms.py has the whole-record totals)."""
     start, seconds = 1040, 90
     wfdb = pytest.importorskip("wfdb")
     ann = wfdb.rdann(str(shared_data_dir("mitdb", "217")), "atr", sampfrom=start * 360,

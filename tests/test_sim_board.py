@@ -372,6 +372,10 @@ def test_no_pace_bit_and_no_pace_frames_without_pulses():
     _, frames, _ = run(_paced_board([]), 10_000)
     assert not frames[0].sensors & Sensor.PACE  # type: ignore[union-attr]
     assert not any(isinstance(f, PaceFrame) for f in frames)
+    # A front end without a pace detector: a paced recording, no bit and no PACE frame.
+    _, frames, _ = run(_paced_board([0.5, 1.5, 2.5], pace_detector=False), 10_000)
+    assert not frames[0].sensors & Sensor.PACE  # type: ignore[union-attr]
+    assert not any(isinstance(f, PaceFrame) for f in frames)
 
 
 def _two_lead_board(events: Sequence[Event] = (), seconds: int = 20, fs_hz: int = 250) -> Board:

@@ -104,7 +104,8 @@ class BoardConfig:
 
     ``ecg_rate_hz`` / ``ppg_rate_hz`` apply to synthesised waveforms; a replayed channel uses its
     recorded rate. ``status_period_ms`` is below the protocol's 5 s so a receiver that checks
-    "STATUS within 5 s" by its own clock has margin.
+    "STATUS within 5 s" by its own clock has margin. ``pace_detector`` False: a front end
+    without one (no PACE bit in HELLO, no PACE frame, even for a paced recording).
     """
 
     board_id: int = 0x5649_4731  # "VIG1"
@@ -115,6 +116,7 @@ class BoardConfig:
     chunk_ms: int = 200
     status_period_ms: int = 4000
     battery_pct: int | None = None  # None: mains powered, no battery
+    pace_detector: bool = True
 
 
 @dataclass(slots=True)
@@ -376,7 +378,7 @@ class Board:
             HelloFrame(
                 firmware_version=cfg.firmware_version,
                 board_id=cfg.board_id,
-                sensors=self.model.sensors,
+                sensors=self._sensors,
                 ecg_rate_hz=self.rate_hz(WaveformChannel.ECG_II),
                 ppg_rate_hz=self.rate_hz(WaveformChannel.PPG),
                 resp_rate_hz=0,
@@ -422,6 +424,12 @@ class Board:
             out,
         )
 
+    @property
+    def _sensors(self) -> Sensor:
+        """What this board measures: the source's sensors, less PACE without a detector."""
+        sensors = self.model.sensors
+        return sensors if self.config.pace_detector else sensors & ~Sensor.PACE
+
     def _emit_waveforms(self, t: int, out: bytearray) -> None:
         """Samples due by ``t``: ECG lead II, ECG lead V, PACE for them, then PPG and ABP."""
         span = None
@@ -429,7 +437,7 @@ class Board:
             sent = self._emit_channel(channel, t, out)
             if channel is WaveformChannel.ECG_II:
                 span = sent
-        if span is not None and self.model.sensors & Sensor.PACE:
+        if span is not None and self._sensors & Sensor.PACE:
             self._emit_pace(self._channels[WaveformChannel.ECG_II], *span, out)
         for channel in _OTHER_CHANNELS:
             self._emit_channel(channel, t, out)
