@@ -70,14 +70,16 @@ Rules (the contract a trained beat model relies on; changing one bumps `BEAT_SPE
    window's RMS before rule 2's scaling, the deviation and the RR features, and take the
    beats in stream order like the template of rule 5 (same first beat). Values that need
    more history than there is are NaN (the second and third beats of a stream; the
-   first has no row at all); such rows are not usable.
+   first has no row at all); such rows are not usable. A beat whose window is not finite
+   (samples lost on the way) gets NaN deviation and context and takes no part in the
+   template or the context of later beats (`LeadTracker`, for either lead).
 9. Second lead (``leads`` = 2, spec version 4). A chest lead (V1 to V6, WAVEFORM channel 5)
    sampled with the first one adds a block after the first lead's row: its shape window
    (rules 1 to 3), its deviation from its own running template (rule 5) and its context
    scalars (rule 8, with the first lead's RR features: the R peaks are the first lead's),
    `BeatSpec.second_lead_columns`. A beat whose second-lead window is not finite (no such
-   lead, lost samples) gets a NaN block and leaves that lead's template and context as they
-   were; the row is usable on its first lead alone (`BeatSpec.primary_columns`). Why: a
+   lead, lost samples) gets a NaN block (rule 8's last sentence); the row is usable on its
+   first lead alone (`BeatSpec.primary_columns`). Why: a
    ventricular beat that looks normal in lead II often does not in V1, and a tree model
    across the 22 non-paced records found many more of them with it (scratch, 2026-12-08,
    LightGBM out of fold: V sensitivity at 90 % EC57 positive predictivity 78.6 -> 88.0 %,
@@ -131,8 +133,8 @@ __all__ = [
     "BeatSpec",
     "BeatStream",
     "ContextTracker",
+    "LeadTracker",
     "RRFeatureStream",
-    "SecondLead",
     "TemplateTracker",
     "aami_codes",
     "beat_features",
@@ -488,27 +490,37 @@ class TemplateTracker:
         return self._dev
 
 
-class SecondLead:
-    """Rule 9: one stream's second-lead block, beat by beat in stream order (batch and
-    stream both call it, so both give the same values)."""
+class LeadTracker:
+    """One lead's running template (rule 5) and context (rule 8), beat by beat in stream
+    order; batch and stream both call it, so both give the same values. A beat whose window
+    is not finite (lost samples, no such lead) gets neither and leaves both as they were: one
+    lost chunk must not spoil every later beat's features."""
 
     def __init__(self, spec: BeatSpec) -> None:
-        self._n = spec.n_points
         self._template = TemplateTracker(spec.n_points, spec.template_alpha)
         self._context = spec.context_tracker()
 
-    def block(self, window: NDArray[np.float64], rms: float, rr: NDArray[np.float64],
-              out: NDArray[np.float64]) -> None:
-        """Write the beat's block into ``out``; a window that is not finite gives NaN and
-        leaves the template and context untouched."""
+    def update(self, window: NDArray[np.float64], rms: float, rr: NDArray[np.float64]
+               ) -> _LeadFeatures | None:
+        """(deviation, context row) of the beat, None for a window that is not finite. Both
+        are views of internal buffers, valid until the next call."""
         if not (math.isfinite(rms) and np.all(np.isfinite(window))):
-            out.fill(math.nan)
-            return
-        n = self._n
+            return None
         deviation = self._template.deviation(window)
-        out[:n] = window
-        out[n:2 * n] = deviation
-        out[2 * n:] = self._context.update(window, deviation, rms, rr)
+        return deviation, self._context.update(window, deviation, rms, rr)
+
+
+_LeadFeatures = tuple[NDArray[np.float64], NDArray[np.float64]]
+
+
+def _second_block(out: NDArray[np.float64], window: NDArray[np.float64],
+                  got: _LeadFeatures | None) -> None:
+    """Rule 9's block (window, deviation, context) into ``out``, left NaN without ``got``."""
+    if got is None:
+        return
+    n = window.size
+    out[:n] = window
+    out[n:2 * n], out[2 * n:] = got
 
 
 def beat_features(
@@ -527,21 +539,21 @@ def beat_features(
     rows = np.full((windows.shape[0], spec.n_features), np.nan)
     rows[:, spec.window_columns] = windows
     rows[:, spec.rr_columns] = rr
-    tracker = TemplateTracker(spec.n_points, spec.template_alpha)
-    context = spec.context_tracker()
+    lead = LeadTracker(spec)
     for i in range(1, windows.shape[0]):
-        deviation = tracker.deviation(windows[i])
-        rows[i, spec.deviation_columns] = deviation
-        rows[i, spec.context_columns] = context.update(windows[i], deviation, rms[i], rr[i])
+        got = lead.update(windows[i], float(rms[i]), rr[i])
+        if got is not None:
+            rows[i, spec.deviation_columns], rows[i, spec.context_columns] = got
     block = spec.second_lead_columns
     if block is not None and second is not None:
         x2 = np.asarray(second, dtype=np.float64)
         if x2.shape != np.shape(signal):
             raise ValueError("the second lead must have as many samples as the first")
         windows2, rms2, _ = _cut_windows(x2, r_samples, fs, spec)
-        lead2 = SecondLead(spec)
+        lead2 = LeadTracker(spec)
         for i in range(1, windows2.shape[0]):
-            lead2.block(windows2[i], float(rms2[i]), rr[i], rows[i, block])
+            _second_block(rows[i, block], windows2[i],
+                          lead2.update(windows2[i], float(rms2[i]), rr[i]))
     usable = complete & np.all(np.isfinite(rows[:, spec.primary_columns]), axis=1)
     return rows, usable
 
@@ -628,13 +640,12 @@ class BeatStream:
         self.fs = float(fs)
         self.spec = spec
         self._rr = RRFeatureStream(fs, spec)
-        self._template = TemplateTracker(spec.n_points, spec.template_alpha)
-        self._context = spec.context_tracker()
+        self._lead = LeadTracker(spec)
         whole, _ = spec.relative_positions(fs)
         self._first_offset = int(whole[0])
         self._need_after = spec.after_samples(fs)
         self._buf = np.zeros(0, dtype=np.float64)
-        self._second = SecondLead(spec) if spec.leads > 1 else None
+        self._second = LeadTracker(spec) if spec.leads > 1 else None
         self._buf2 = np.zeros(0, dtype=np.float64)  # second lead, same positions as _buf
         self._start = 0  # stream index of self._buf[0]
         self._waiting: deque[tuple[int, NDArray[np.float64]]] = deque()
@@ -672,16 +683,19 @@ class BeatStream:
             window, rms, complete = _cut_windows(
                 self._buf, np.array([r]), self.fs, self.spec, offset=self._start
             )
-            deviation = self._template.deviation(window[0])
-            context = self._context.update(window[0], deviation, float(rms[0]), rr)
-            row = np.empty(self.spec.n_features)
-            row[: self.spec.primary_columns.stop] = np.concatenate(
-                [window[0], deviation, rr, context])
-            block = self.spec.second_lead_columns
+            spec = self.spec
+            row = np.full(spec.n_features, np.nan)
+            row[spec.window_columns] = window[0]
+            row[spec.rr_columns] = rr
+            got = self._lead.update(window[0], float(rms[0]), rr)
+            if got is not None:
+                row[spec.deviation_columns], row[spec.context_columns] = got
+            block = spec.second_lead_columns
             if self._second is not None and block is not None:
                 window2, rms2, _ = _cut_windows(
-                    self._buf2, np.array([r]), self.fs, self.spec, offset=self._start)
-                self._second.block(window2[0], float(rms2[0]), rr, row[block])
+                    self._buf2, np.array([r]), self.fs, spec, offset=self._start)
+                _second_block(row[block], window2[0],
+                              self._second.update(window2[0], float(rms2[0]), rr))
             out.append(Beat(r, row, bool(complete[0])))
         self._trim()
         return out

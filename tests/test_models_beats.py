@@ -335,3 +335,23 @@ def test_a_one_lead_spec_is_written_as_version_3_and_a_two_lead_one_as_4() -> No
         BeatSpec.from_dict({k: v for k, v in two.to_dict().items() if k != "leads"})
     with pytest.raises(ValueError, match="leads"):
         BeatSpec(leads=3)
+
+
+def test_lost_samples_of_the_first_lead_spoil_only_the_beats_they_touch() -> None:
+    """A NaN stretch in lead II (a lost WAVEFORM frame on the edge) makes the beats whose
+    windows reach it unusable and leaves the template and context alone (`LeadTracker`):
+    before, the template went NaN for good and the context tracker raised on the window."""
+    fs = 360.0
+    x, r = _random_beats(6, fs, 60.0)
+    t = np.arange(x.size) / fs
+    x[(t > 20.0) & (t < 20.5)] = np.nan
+    batch, usable = beat_features(x, r, fs)
+    out = _stream_rows(BeatStream(fs), x, r, None, 106)
+    for b in out:
+        i = int(np.searchsorted(r, b.r_sample))
+        assert np.array_equal(b.features, batch[i], equal_nan=True)
+    times = r / fs
+    near_gap = (times > 20.0 - SPEC.after_s) & (times < 20.5 + SPEC.before_s)
+    assert near_gap.any()
+    assert not usable[near_gap].any()
+    assert usable[4:-1][~near_gap[4:-1]].all()
