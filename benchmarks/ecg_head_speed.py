@@ -117,9 +117,9 @@ def main() -> int:
         duration = rec.signal_mv.size / fs
         lead_ii = _frames(rec.signal_mv, fs)
         chest = chest_lead(mitdb / name, rec.lead)
-        both = lead_ii if chest is None else _frames(chest[1], fs, WaveformChannel.ECG_V)
-        head_s, beats = _head(_per_chunk(lead_ii, both) if chest else _per_chunk(lead_ii),
-                              fs, classifier)
+        leads = [lead_ii] if chest is None else [lead_ii, _frames(chest[1], fs,
+                                                                  WaveformChannel.ECG_V)]
+        head_s, beats = _head(_per_chunk(*leads), fs, classifier)
         bare_s, _ = _head(_per_chunk(lead_ii), fs, None)
         bare.append(duration / bare_s)
         qrs_s = _qrs_alone(rec.signal_mv, fs)

@@ -243,8 +243,7 @@ class WaveformRing:
     def latest(self, n: int | None = None) -> npt.NDArray[np.float32]:
         """Copy of the last ``n`` samples (all stored when None), oldest first."""
         n = self.count if n is None else max(0, min(n, self.count))
-        idx = (np.arange(self._next - n, self._next)) % self.capacity
-        return self._data[idx].copy()
+        return self.between(self.written - n, n)
 
 
 class BedState:

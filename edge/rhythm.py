@@ -179,6 +179,12 @@ class RhythmConfig:
     pvc_per_min: float = 10.0
 
 
+def _class_of(beat: Beat, label: str) -> str:
+    """The beat's class: the beat model's ``label``, or `PACED` when the board reported a
+    pace pulse for it (rule 6)."""
+    return PACED if beat.paced else label
+
+
 def _without_detection_errors(rr: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """Rule 5: an interval shorter than `_RR_OUTLIER`[0] x the median is an extra detection,
     merged into the next one; one longer than [1] x the median is a missed QRS, left out."""
@@ -220,9 +226,8 @@ class RhythmMonitor:
     def add(self, beats: Iterable[Beat]) -> None:
         """New beats, oldest first (their times increase)."""
         for given in beats:
-            b = given
-            if b.paced and b.label is not None:
-                b = Beat(b.time_s, PACED, b.sample, True)
+            b = given if given.label is None else Beat(
+                given.time_s, _class_of(given, given.label), given.sample, given.paced)
             if self._since is None:
                 self._since = b.time_s
             self._beats.append(b)
@@ -245,10 +250,9 @@ class RhythmMonitor:
         for i in range(len(self._beats) - 1, -1, -1):
             b = self._beats[i]
             if b.sample == sample:
-                if b.paced:
-                    label = PACED
-                self._beats[i] = Beat(b.time_s, label, sample, b.paced)
-                self._count(b.time_s, label)
+                cls = _class_of(b, label)
+                self._beats[i] = Beat(b.time_s, cls, sample, b.paced)
+                self._count(b.time_s, cls)
                 self._track_run()
                 return True
             if b.sample < sample:

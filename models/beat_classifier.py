@@ -226,7 +226,6 @@ class BeatClassifier:
         self.novelty = novelty
         self.trees = trees
         self.trees_two_leads = trees_two_leads
-        self._second = spec.second_lead_columns
         self.version = version
         t_irr = thresholds.get(S_IRREGULARITY_KEY)
         if t_irr is not None and not (math.isfinite(t_irr) and t_irr > 0):

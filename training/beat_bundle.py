@@ -357,19 +357,17 @@ def add_beat_model(
         golden[COMPONENT] = Golden(art.golden_input, art.golden_output, GOLDEN_ATOL)
         windows = art.golden_input[:, DEFAULT_SPEC.window_columns]
         golden[NOVELTY] = Golden(windows, art.novelty_golden_output, NOVELTY_GOLDEN_ATOL)
-        if art.trees is not None:
-            trees_path = Path(tmp) / f"{TREES}.npz"
-            art.trees.save(trees_path)
-            components[TREES] = ComponentFile(TREES_KIND, trees_path, trees_path.name)
-            golden[TREES] = Golden(art.trees_golden_input[:, art.spec.primary_columns],
-                                   art.trees_golden_output, TREES_GOLDEN_ATOL)
-        if art.trees_two_leads is not None and art.trees_two_leads_golden_output is not None:
-            two_path = Path(tmp) / f"{TREES_TWO_LEADS}.npz"
-            art.trees_two_leads.save(two_path)
-            components[TREES_TWO_LEADS] = ComponentFile(TREES_KIND, two_path, two_path.name)
-            golden[TREES_TWO_LEADS] = Golden(art.trees_golden_input,
-                                             art.trees_two_leads_golden_output,
-                                             TREES_GOLDEN_ATOL)
+        for name, model, golden_in, golden_out in (
+                (TREES, art.trees, art.trees_golden_input[:, art.spec.primary_columns],
+                 art.trees_golden_output),
+                (TREES_TWO_LEADS, art.trees_two_leads, art.trees_golden_input,
+                 art.trees_two_leads_golden_output)):
+            if model is None or golden_out is None:
+                continue
+            model_path = Path(tmp) / f"{name}.npz"
+            model.save(model_path)
+            components[name] = ComponentFile(TREES_KIND, model_path, model_path.name)
+            golden[name] = Golden(golden_in, golden_out, TREES_GOLDEN_ATOL)
         extra = {**raw.get("extra", {}), "beats": {
             "spec": art.spec.to_dict(),
             "rr_mean": [float(v) for v in art.scaling.rr_mean],
